@@ -1,0 +1,22 @@
+"""fer: orchestrated facial-expression recognition.
+
+Importing ``fer`` has no side effects and imports no heavy dependency; each stage imports what
+it needs when it runs.
+"""
+
+import os as _os
+
+CLASSES: tuple[str, ...] = ("positive", "negative", "neutral")
+"""The three target classes, in the order of every probability vector we emit."""
+
+# Offline by design: no library may phone home. setdefault keeps a user's explicit choice.
+for _key, _value in {
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+}.items():
+    _os.environ.setdefault(_key, _value)
+
+__version__ = "0.1.0"

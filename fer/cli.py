@@ -1,0 +1,119 @@
+"""The ``fer`` console script: parse arguments, load params once, call one stage.
+
+Stage modules are imported lazily, so ``fer predict`` never pays for Prefect, DVC or Great
+Expectations, and ``fer --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fer.errors import FerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fer",
+        description="Facial-expression recognition pipeline: sample → ingest → detect → "
+        "validate → split → train → evaluate → predict.",
+    )
+    parser.add_argument(
+        "--params", type=Path, default=None, help="params file (default: ./params.yaml)"
+    )
+    # Sub-commands accept --params too; SUPPRESS keeps `fer --params X cmd` from being reset.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", type=Path, default=argparse.SUPPRESS, help="params file")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sample", parents=[common], help="render the synthetic sandbox")
+    p.add_argument("--out", type=Path, help="raw tree to write (default: sample.out)")
+    p.add_argument("--truth", type=Path, help="truth CSV to write (default: sample.truth)")
+    p.add_argument("--n", type=int, help="number of images (default: sample.n)")
+    p.add_argument("--seed", type=int, help="random seed (default: sample.seed)")
+    p.add_argument("--noise", type=float, help="fraction of wrong labels (default: sample.noise)")
+    p.add_argument("--workers", type=int, help="processes (default: sample.workers; 0 = cores)")
+
+    p = sub.add_parser("import", parents=[common], help="convert a public dataset to a raw tree")
+    p.add_argument("format", choices=["fer2013"], help="source format")
+    p.add_argument("csv", type=Path, help="FER2013-format CSV (emotion,pixels,Usage)")
+    p.add_argument("--out", type=Path, required=True, help="raw tree to write")
+
+    sub.add_parser("ingest", parents=[common], help="scan the raw tree into the manifest")
+    sub.add_parser("detect", parents=[common], help="find and crop faces")
+    sub.add_parser("validate", parents=[common], help="data gate, quarantine, label issues")
+    sub.add_parser("split", parents=[common], help="group-aware train/val/test split")
+
+    p = sub.add_parser("train", parents=[common], help="train one model")
+    p.add_argument("--model", help="architecture name (default: train.model)")
+    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
+
+    p = sub.add_parser("evaluate", parents=[common], help="evaluate one model on the test split")
+    p.add_argument("--model", help="architecture name (default: train.model)")
+
+    p = sub.add_parser("predict", parents=[common], help="classify faces in images or video")
+    p.add_argument("paths", nargs="+", type=Path, help="images, folders or video files")
+    p.add_argument("--model", help="model dir, MLflow model URI (default: predict.model)")
+    p.add_argument(
+        "--out", type=Path, help="folder for annotated output (default: predict.out_dir)"
+    )
+    p.add_argument("--json", action="store_true", help="print the JSON contract to stdout")
+
+    p = sub.add_parser(
+        "pipeline", parents=[common], help="run the whole pipeline as a Prefect flow"
+    )
+    p.add_argument("--models", nargs="+", help="models to train (default: train.models)")
+    p.add_argument("--force", action="store_true", help="re-run every stage")
+
+    p = sub.add_parser("serve", parents=[common], help="serve Prefect deployments of the flows")
+    p.add_argument("--cron", help="optional schedule for the pipeline deployment")
+
+    p = sub.add_parser("ui", parents=[common], help="start the MLflow UI and Prefect server")
+    p.add_argument("--mlflow-port", type=int, default=5000)
+    p.add_argument("--prefect-port", type=int, default=4200)
+    p.add_argument("--host", default="127.0.0.1")
+    return parser
+
+
+# command -> (module, function, names of parsed args passed as keyword arguments)
+_DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "sample": ("fer.stages.sample", "run", ("out", "truth", "n", "seed", "noise", "workers")),
+    "import": ("fer.stages.imports", "run", ("format", "csv", "out")),
+    "ingest": ("fer.stages.ingest", "run", ()),
+    "detect": ("fer.stages.detect", "run", ()),
+    "validate": ("fer.stages.validate", "run", ()),
+    "split": ("fer.stages.split", "run", ()),
+    "train": ("fer.stages.train", "run", ("model", "resume")),
+    "evaluate": ("fer.stages.evaluate", "run", ("model",)),
+    "predict": ("fer.stages.predict", "run", ("paths", "model", "out", "json")),
+    "pipeline": ("flows.pipeline", "run", ("models", "force")),
+    "serve": ("flows.serve", "run", ("cron",)),
+    "ui": ("fer.ui", "run", ("host", "mlflow_port", "prefect_port")),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point. Returns the exit code: 0 ok, 1 gate failed, 2 user error, 130 interrupted."""
+    args = _parser().parse_args(argv)
+    try:
+        from fer.config import DEFAULT_PARAMS, load_config
+
+        cfg = load_config(args.params or DEFAULT_PARAMS)
+        module, func, names = _DISPATCH[args.command]
+        stage: Callable[..., Any] = getattr(importlib.import_module(module), func)
+        stage(cfg, **{n: getattr(args, n) for n in names})
+    except FerError as exc:
+        print(f"fer {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"fer {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
