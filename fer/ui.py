@@ -1,0 +1,87 @@
+"""``fer ui``: the MLflow UI and the Prefect server on 127.0.0.1, stopped together on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from fer.errors import FerError
+
+
+def _exe(name: str) -> str:
+    local = Path(sys.executable).with_name(name)
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise FerError(f"`{name}` not found: install the project (`pip install -e .`)")
+    return found
+
+
+def wait_healthy(url: str, timeout: float = 60.0) -> bool:
+    """Poll ``url`` until it answers 200 or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def mlflow_ui_command(cfg: Any, host: str, port: int) -> list[str]:
+    """The ``mlflow ui`` command for this project's tracking store."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.uri
+    artifacts = Path(cfg.tracking.artifact_location).resolve()
+    return [
+        _exe("mlflow"), "ui", "--backend-store-uri", uri, "--default-artifact-root",
+        str(artifacts), "--host", host, "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+
+
+def run(cfg: Any, *, host: str = "127.0.0.1", mlflow_port: int = 5000, prefect_port: int = 4200):
+    """Start both servers, print their URLs, and keep them running until interrupted."""
+    env = dict(
+        os.environ, MLFLOW_DISABLE_TELEMETRY="true", PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    procs = [
+        subprocess.Popen(
+            [_exe("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
+            env=env,
+        ),
+        subprocess.Popen(mlflow_ui_command(cfg, host, mlflow_port), env=env),
+    ]
+    try:
+        urls = {
+            "Prefect UI": f"http://{host}:{prefect_port}",
+            "MLflow UI": f"http://{host}:{mlflow_port}",
+        }
+        health = {
+            "Prefect UI": f"http://{host}:{prefect_port}/api/health",
+            "MLflow UI": f"http://{host}:{mlflow_port}/health",
+        }
+        for name, url in urls.items():
+            ok = wait_healthy(health[name])
+            print(f"{name:<11} {url}" + ("" if ok else "  (not answering yet)"), flush=True)
+        print(f"export PREFECT_API_URL=http://{host}:{prefect_port}/api  # for `fer serve`")
+        print("Ctrl-C stops both.", flush=True)
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        raise FerError("a UI server exited; see its output above")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -1,0 +1,90 @@
+"""Typed config: every user error is one line naming the file and key, exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fer.cli import main
+from fer.config import Config, load_config
+from fer.errors import ConfigError
+from fer.labels import Taxonomy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    mutate(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_project_params_load_and_are_frozen() -> None:
+    cfg = load_config(ROOT / "params.yaml")
+    assert isinstance(cfg, Config)
+    assert cfg.train.batch_size == 256 and cfg.train.epochs == 50 and cfg.train.lr == 0.001
+    assert cfg.detect.crop.size >= 63
+    with pytest.raises(Exception):
+        cfg.train.lr = 0.1  # type: ignore[misc]
+
+
+def test_taxonomy_has_18_expressions_in_three_classes() -> None:
+    tax = Taxonomy(load_config(ROOT / "params.yaml").taxonomy)
+    assert len(tax.expressions) == 18
+    assert tax.class_of("Happy") == "positive"
+    assert tax.class_of("  CRYING ") == "negative"
+    assert tax.class_of("calm") == "neutral"
+    assert tax.class_of("bored") is None
+    seed_negatives = (
+        "angry annoyed anxious awe crying disgust distaste distressed fierce fighting "
+        "frightened heartbroken hostile mad"
+    ).split()
+    assert all(tax.class_of(e) == "negative" for e in seed_negatives)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda r: r["train"].__setitem__("lrr", 0.1), "train.lrr: unknown key"),
+        (lambda r: r.__setitem__("trian", {}), "trian: unknown key"),
+        (lambda r: r["train"].__setitem__("epochs", "many"), "train.epochs"),
+        (lambda r: r["detect"].__setitem__("min_confidence", 1.5), "detect.min_confidence"),
+        (lambda r: r["detect"]["crop"].__setitem__("size", 32), "detect.crop.size"),
+        (lambda r: r["split"].__setitem__("test", 0.5), "must be 1"),
+        (lambda r: r["taxonomy"]["positive"].append("angry"), "in both"),
+        (lambda r: r["ingest"].__setitem__("unknown_folders", "skip"), "ingest.unknown_folders"),
+    ],
+)
+def test_bad_params_fail_with_one_line_naming_the_key(tmp_path, mutate, expected) -> None:
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert str(path) in msg and expected in msg
+
+
+def test_missing_and_invalid_params_files(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
+
+
+def test_cli_turns_config_errors_into_exit_2_and_one_line(tmp_path, capsys) -> None:
+    path = _write(tmp_path, lambda r: r["ingest"].__setitem__("workerz", 2))
+    assert main(["ingest", "--params", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "ingest.workerz: unknown key" in err
+    assert main(["--params", str(tmp_path / "missing.yaml"), "ingest"]) == 2
+    assert "params file not found" in capsys.readouterr().err
