@@ -1,0 +1,79 @@
+"""Orchestration overhead: `dvc repro` and `fer pipeline` vs the stage commands run directly.
+
+All three build the same pipeline from scratch in throw-away copies of the project, in one run:
+  1. direct:   each stage's `fer ...` command, one after another (the bound);
+  2. dvc:      `dvc repro` (hashing, lock, cache);
+  3. pipeline: `fer pipeline` (a Prefect flow run whose tasks call `dvc repro` per stage).
+Goal: dvc/direct and pipeline/direct ≤ 1.15.
+
+    python benchmarks/bench_orchestration.py                 # default sandbox, 5 epochs
+    python benchmarks/bench_orchestration.py --set train.epochs=50   # the full defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.project import BIN, ROOT, sh  # noqa: E402
+
+STAGE_COMMANDS = [
+    ["fer", "sample"], ["fer", "ingest"], ["fer", "detect"], ["fer", "validate"], ["fer", "split"],
+]  # fmt: skip
+
+
+def make(dest: Path, overrides: list[str]) -> Path:
+    from fer.params_edit import apply_overrides
+    from tests.project import _COPY_IGNORE
+
+    shutil.copytree(ROOT, dest, ignore=_COPY_IGNORE)
+    if overrides:
+        apply_overrides(dest / "params.yaml", overrides)
+    sh(dest, "git", "init", "-q", "-b", "main")
+    sh(dest, "git", "add", "-A")
+    sh(dest, "git", "commit", "-qm", "bench")
+    return dest
+
+
+def timed(project: Path, *cmd: str) -> float:
+    start = time.perf_counter()
+    sh(project, *cmd, timeout=7200)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", action="append", default=["train.epochs=5"], metavar="KEY=VALUE")
+    args = ap.parse_args()
+    from fer.config import load_config
+
+    with tempfile.TemporaryDirectory(prefix="fer-bench-orch-") as tmp:
+        direct = make(Path(tmp) / "direct", args.set)
+        models = load_config(direct / "params.yaml").train.models
+        commands = STAGE_COMMANDS + [
+            c for m in models for c in (["fer", "train", "--model", m], ["fer", "evaluate", "--model", m])
+        ]
+        per_stage = {" ".join(c[1:]): timed(direct, *[str(BIN / c[0]), *c[1:]]) for c in commands}
+        t_direct = sum(per_stage.values())
+        t_dvc = timed(make(Path(tmp) / "dvc", args.set), str(BIN / "dvc"), "repro")
+        t_flow = timed(make(Path(tmp) / "flow", args.set), str(BIN / "fer"), "pipeline")
+
+    print("| stage | seconds |\n|---|---|")
+    for name, secs in per_stage.items():
+        print(f"| {name} | {secs:.1f} |")
+    print()
+    print("| run | seconds | ratio to direct |\n|---|---|---|")
+    print(f"| stage commands, direct | {t_direct:.1f} | 1.00 |")
+    print(f"| `dvc repro` | {t_dvc:.1f} | {t_dvc / t_direct:.2f} |")
+    print(f"| `fer pipeline` (Prefect → dvc) | {t_flow:.1f} | {t_flow / t_direct:.2f} |")
+    print(f"\ncommand: python benchmarks/bench_orchestration.py {' '.join('--set ' + s for s in args.set)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Public dataset formats → raw-tree images (pure conversion; the stage writes the files).
+
+FER2013: a CSV of ``emotion,pixels,Usage`` rows; emotion 0..6 indexes
+:data:`FER2013_EMOTIONS`, pixels are 2304 space-separated 0..255 ints (48×48 grey).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from fer.errors import ConfigError
+from fer.labels import Taxonomy, normalize
+
+FER2013_EMOTIONS: tuple[str, ...] = (
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+)
+FER2013_SIZE = 48
+
+
+class BadRow(ValueError):
+    """A CSV row that cannot be converted; the message says why."""
+
+
+@dataclass(frozen=True)
+class Fer2013Image:
+    """One converted row: where it goes (relative to the output dir) and its pixels."""
+
+    relpath: str
+    expression: str
+    usage: str
+    pixels: np.ndarray  # 48x48 uint8
+
+
+def fer2013_folders(mapping: Mapping[str, str], taxonomy: Taxonomy) -> tuple[str, ...]:
+    """Expression folder for each FER2013 emotion index, checked against the taxonomy.
+
+    Raises:
+        ConfigError: an emotion without a folder, an unknown emotion name, or a folder the
+            taxonomy does not know, naming the ``import.fer2013.<emotion>`` key.
+    """
+    unknown = sorted(set(mapping) - set(FER2013_EMOTIONS))
+    if unknown:
+        raise ConfigError(
+            f"import.fer2013.{unknown[0]}: not a FER2013 emotion "
+            f"(expected one of {', '.join(FER2013_EMOTIONS)})"
+        )
+    folders = []
+    for emotion in FER2013_EMOTIONS:
+        if emotion not in mapping:
+            raise ConfigError(f"import.fer2013.{emotion}: missing (map it to an expression)")
+        folder = mapping[emotion]
+        if folder not in taxonomy:
+            raise ConfigError(
+                f"import.fer2013.{emotion}: folder {folder!r} is not in the taxonomy "
+                f"(one of {', '.join(taxonomy.expressions)})"
+            )
+        folders.append(normalize(folder))
+    return tuple(folders)
+
+
+def usage_slug(usage: str) -> str:
+    """``PublicTest`` → ``publictest``; a file-name-safe lower-case token ("all" if empty)."""
+    slug = re.sub(r"[^a-z0-9]+", "", usage.lower())
+    return slug or "all"
+
+
+def convert_fer2013_row(
+    row: int, emotion: str, pixels: str, usage: str, folders: tuple[str, ...]
+) -> Fer2013Image:
+    """Parse one CSV row into its image and target path ``<expression>/fer2013_<usage>_<row>.png``.
+
+    Raises:
+        BadRow: emotion not an integer in 0..6, or pixels not 2304 integers in 0..255.
+    """
+    try:
+        index = int(emotion.strip())
+    except ValueError:
+        raise BadRow(f"emotion {emotion.strip()[:20]!r} is not an integer") from None
+    if not 0 <= index < len(FER2013_EMOTIONS):
+        raise BadRow(f"emotion {index} is out of range 0..{len(FER2013_EMOTIONS) - 1}")
+    tokens = pixels.split()
+    expected = FER2013_SIZE * FER2013_SIZE
+    if len(tokens) != expected:
+        raise BadRow(f"{len(tokens)} pixel values, expected {expected}")
+    try:
+        values = np.array([int(t) for t in tokens], dtype=np.int64)
+    except ValueError:
+        bad = next(t for t in tokens if not t.lstrip("+-").isdigit())
+        raise BadRow(f"pixel value {bad[:20]!r} is not an integer") from None
+    if values.min() < 0 or values.max() > 255:
+        raise BadRow("pixel values outside 0..255")
+    expression = folders[index]
+    slug = usage_slug(usage)
+    return Fer2013Image(
+        relpath=f"{expression}/fer2013_{slug}_{row:06d}.png",
+        expression=expression,
+        usage=slug,
+        pixels=values.astype(np.uint8).reshape(FER2013_SIZE, FER2013_SIZE),
+    )
+
+
+def png_bytes(grey: np.ndarray) -> bytes:
+    """Encode a 2-D uint8 array as a grey PNG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(grey, mode="L").save(buf, "PNG")
+    return buf.getvalue()

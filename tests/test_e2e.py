@@ -1,0 +1,127 @@
+"""End to end through real DVC: a fresh project copy builds, re-runs nothing, and re-runs only
+what a params change touches; a local remote round-trips the outputs into another clone."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.project import BIN, make_project, sh
+
+pytestmark = pytest.mark.slow
+DVC = str(BIN / "dvc")
+
+
+def ran_stages(output: str) -> set[str]:
+    """Stage names that `dvc repro` actually ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("e2e") / "proj")
+    out = sh(project, DVC, "repro").stdout
+    assert {"sample", "ingest", "detect", "validate", "split"} <= ran_stages(out)
+    assert {"train@alexnet", "train@baseline", "evaluate@alexnet", "evaluate@baseline"} <= (
+        ran_stages(out)
+    )
+    return project
+
+
+def test_fresh_clone_builds_every_output(built: Path) -> None:
+    for rel in [
+        "data/raw", "data/sample_truth.csv", "data/manifest.parquet", "data/faces.parquet",
+        "data/detections.parquet", "data/validation/quarantine.csv", "data/splits.parquet",
+        "models/alexnet/model.pt", "models/baseline/model.pt", "metrics/alexnet.json",
+        "metrics/baseline.json", "metrics/detect.json", "metrics/validate.json",
+        "plots/alexnet/confusion.csv", "plots/alexnet/history.csv",
+    ]:  # fmt: skip
+        assert (built / rel).exists(), rel
+    metrics = json.loads(sh(built, DVC, "metrics", "show", "--json").stdout)
+    text = json.dumps(metrics)
+    for key in ("accuracy", "macro_f1"):
+        assert key in text
+
+
+def test_second_repro_does_nothing(built: Path) -> None:
+    out = sh(built, DVC, "repro").stdout
+    assert ran_stages(out) == set(), out
+    assert sh(built, DVC, "status", "--json").stdout.strip() in ("{}", "")
+
+
+def test_lr_change_reruns_only_train_and_evaluate(built: Path) -> None:
+    from fer.params_edit import apply_overrides
+
+    apply_overrides(built / "params.yaml", ["train.lr=0.0005"])
+    try:
+        out = sh(built, DVC, "repro").stdout
+        assert ran_stages(out) == {
+            "train@alexnet", "train@baseline", "evaluate@alexnet", "evaluate@baseline"
+        }, out  # fmt: skip
+        diff = sh(built, DVC, "params", "diff", "--json").stdout
+        assert "train.lr" in diff
+    finally:
+        sh(built, "git", "checkout", "--", "params.yaml")
+        sh(built, DVC, "repro")
+
+
+def test_local_remote_push_pull_into_another_clone(built: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    sh(built, DVC, "remote", "add", "-f", "-d", "local", str(remote))
+    sh(built, "git", "add", "-A")
+    sh(built, "git", "commit", "-qm", "pipeline outputs", check=False)
+    sh(built, DVC, "push")
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(built), str(clone))
+    sh(clone, DVC, "pull")
+    for rel in ["data/manifest.parquet", "data/splits.parquet", "models/alexnet/model.pt"]:
+        assert (clone / rel).read_bytes() == (built / rel).read_bytes(), rel
+    assert ran_stages(sh(clone, DVC, "repro").stdout) == set()
+    shutil.rmtree(clone)
+
+
+# --- Prefect: the same stages as flow runs, through DVC ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prefect_harness(tmp_path_factory):
+    import os
+
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect_home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_prefect_pipeline_after_dvc_repro_does_no_duplicate_work(
+    built: Path, prefect_harness, monkeypatch
+) -> None:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.pipeline import pipeline
+
+    monkeypatch.chdir(built)
+    state = pipeline(return_state=True)
+    assert state.is_completed(), state
+    results = state.result()
+    assert {r["stage"] for r in results} >= {"detect", "train@alexnet", "evaluate@baseline"}
+    assert all(r["action"] == "up to date" for r in results), results
+
+    async def task_runs():
+        async with get_client() as client:
+            from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+            flt = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            return await client.read_task_runs(flow_run_filter=flt)
+
+    runs = asyncio.run(task_runs())
+    names = {r.name for r in runs}
+    assert {"sample", "validate", "train@alexnet"} <= names
+    assert all(r.state.is_completed() for r in runs)
