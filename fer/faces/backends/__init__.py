@@ -1,0 +1,1 @@
+"""Detector backends, one small module each (see ``fer.faces.detectors._BACKENDS``)."""

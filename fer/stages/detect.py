@@ -1,0 +1,370 @@
+"""`fer detect`: find and crop faces in every ``ok`` manifest image (docs/data-contracts.md).
+
+Writes ``detect.images`` (one row per ok image, with its face count and status),
+``detect.faces`` (one row per kept face) and crops under ``detect.crops_dir``; metrics to
+``detect.metrics``, with localization scores when ground truth is available.
+
+Incremental: detections are cached per (image content hash, detection settings hash), so a
+re-run only detects new images; the crops dir is kept consistent by the stage itself (wiped
+when crop or detection settings change, missing crops written, stale ones deleted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fer.errors import InputError
+from fer.faces.cache import DetectionCache
+from fer.faces.crops import crop_name, crop_settings_hash, kept_indices
+from fer.faces.detectors import Face, create_detector, settings_hash
+from fer.faces.runner import Result, Task, WorkerSpec, resolve_workers, run_batches
+from fer.io import write_json, write_parquet
+from fer.progress import bar
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fer.config import Config
+
+SETTINGS_FILE = ".settings.json"
+MANIFEST_COLUMNS = ("id", "path", "expression", "label", "status")
+_SUBDIR = re.compile(r"[0-9a-f]{2}")
+_CROP = re.compile(r"[0-9a-f]{16}_\d+\.png")
+_TEMP = re.compile(r"\.[0-9a-f]{16}_\d+\.png\.tmp\..*")
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Detect, crop, write the tables and metrics, print a summary.
+
+    Returns:
+        The metrics (counts and, with truth, localization scores) plus ``seconds`` and
+        ``images_per_s``.
+
+    Raises:
+        InputError: the manifest is missing or lacks required columns.
+        ModelError: the detector's model files are missing or wrong.
+        ConfigError: unknown detector backend.
+    """
+    dcfg = cfg.detect
+    start = time.perf_counter()
+    images = _ok_rows(Path(cfg.ingest.manifest))
+    det_hash = settings_hash(dcfg)  # raises ModelError / ConfigError before any work
+    crops_dir = Path(dcfg.crops_dir)
+    _sync_crops_settings(crops_dir, crop_settings_hash(dcfg.crop, det_hash), det_hash)
+
+    # Exact duplicates (same id) share one detection and one crop file: first path wins.
+    unique = images.drop_duplicates("id", keep="first")
+    raw_dir = Path(cfg.ingest.raw_dir)
+    results: dict[str, Result] = {}
+    with DetectionCache(dcfg.cache_dir, det_hash) as cache:
+        cached = cache.get_many(unique["id"])
+        tasks: list[Task] = []
+        for image_id, rel in zip(unique["id"], unique["path"], strict=True):
+            path = str(raw_dir / rel)
+            hit = cached.get(image_id)
+            if hit is None:
+                tasks.append(Task(image_id, path))
+                continue
+            faces, error = hit
+            results[image_id] = Result(image_id, faces=faces, error=error)
+            missing = [
+                i
+                for i in kept_indices(faces, dcfg.crop.policy)
+                if not (crops_dir / crop_name(image_id, i)).is_file()
+            ]
+            if not error and missing:
+                tasks.append(Task(image_id, path, tuple(faces)))
+        cache_hits = len(results)
+        if any(t.faces is None for t in tasks):
+            create_detector(dcfg)  # fail fast (ModelError) in this process, not per image
+        spec = WorkerSpec(
+            detect=dcfg,
+            crop=dcfg.crop,
+            crops_dir=str(crops_dir.resolve()),
+            max_pixels=cfg.ingest.max_pixels,
+        )
+        workers = resolve_workers(dcfg.workers)
+        if dcfg.executor == "local" and len(tasks) <= dcfg.batch_size:
+            workers = 1  # a few new images: spawning a pool would cost more than the work
+        # Small runs get smaller batches so no worker idles while another finishes a big one.
+        size = max(1, min(dcfg.batch_size, math.ceil(len(tasks) / (16 * workers))))
+        detected = crops_written = 0
+        with bar(total=len(tasks), desc="detect", unit="img") as progress:
+            for batch_results in run_batches(
+                spec,
+                _batches(tasks, size),
+                executor=dcfg.executor,
+                workers=workers,
+                dask_address=dcfg.dask_address,
+            ):
+                cache.put_many(
+                    (r.image_id, r.faces, r.error)
+                    for r in batch_results
+                    if r.detected and r.cacheable
+                )
+                for r in batch_results:
+                    detected += r.detected
+                    crops_written += r.crops_written
+                    prev = results.get(r.image_id)
+                    if prev is not None and not r.error and not r.crop_error:
+                        continue  # crop-only task for a cache hit went fine
+                    results[r.image_id] = r
+                progress.update(len(batch_results))
+
+    detections, faces = _tables(images, results, dcfg)
+    removed = _remove_stale_crops(crops_dir, set(faces["crop_path"]))
+    write_parquet(faces, dcfg.faces)
+    write_parquet(detections, dcfg.images)
+
+    seconds = time.perf_counter() - start
+    metrics = _counts(detections, faces)
+    metrics.update(
+        cache_hits=cache_hits,
+        detected=detected,
+        crops_written=crops_written,
+        crops_removed=removed,
+        settings_hash=det_hash,
+    )
+    truth = Path(dcfg.truth) if dcfg.truth is not None else None
+    if truth is not None and truth.is_file():
+        metrics["localization"] = _localization(detections, results, truth, dcfg.iou_threshold)
+    write_json(dcfg.metrics, metrics)
+    if "localization" in metrics:
+        _log_mlflow(cfg, metrics, det_hash)
+    summary = {
+        **metrics,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(len(detections) / seconds, 2) if seconds > 0 else 0.0,
+        "workers": workers,
+    }
+    _print_summary(summary, dcfg.faces)
+    return summary
+
+
+def _ok_rows(manifest: Path) -> pd.DataFrame:
+    """The manifest's ``ok`` rows, sorted by path so outputs are deterministic."""
+    import pandas as pd
+
+    if not manifest.is_file():
+        raise InputError(f"manifest {manifest} not found; run `fer ingest` first")
+    try:
+        df = pd.read_parquet(manifest)
+    except Exception as exc:
+        raise InputError(f"manifest {manifest}: cannot read parquet ({exc})") from None
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"manifest {manifest}: missing column {missing[0]!r}")
+    ok = df[(df["status"] == "ok") & (df["id"].astype(str) != "")]
+    return ok.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def _batches(tasks: list[Task], size: int) -> Iterator[list[Task]]:
+    for start in range(0, len(tasks), size):
+        yield tasks[start : start + size]
+
+
+def _crop_files(crops_dir: Path) -> Iterator[Path]:
+    """Files in the crops dir that this stage made: crops and leftover atomic-write temps.
+
+    Anything else (a user's file, a misconfigured ``crops_dir: data``) is never touched.
+    """
+    if not crops_dir.is_dir():
+        return
+    for sub in crops_dir.iterdir():
+        if sub.is_dir() and _SUBDIR.fullmatch(sub.name):
+            for path in sub.iterdir():
+                if path.is_file() and (_CROP.fullmatch(path.name) or _TEMP.fullmatch(path.name)):
+                    yield path
+
+
+def _sync_crops_settings(crops_dir: Path, crop_hash: str, det_hash: str) -> None:
+    """Delete all crops when they were made with other settings; record the current ones."""
+    marker = crops_dir / SETTINGS_FILE
+    try:
+        previous = json.loads(marker.read_text(encoding="utf-8")).get("hash")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous == crop_hash:
+        return
+    for path in _crop_files(crops_dir):
+        path.unlink()
+    _remove_empty_dirs(crops_dir)
+    write_json(marker, {"hash": crop_hash, "detect_settings_hash": det_hash})
+
+
+def _remove_stale_crops(crops_dir: Path, expected: set[str]) -> int:
+    """Delete crops no row refers to (removed images, old faces) and leftover temp files."""
+    keep = {Path(p).name for p in expected}
+    removed = 0
+    for path in _crop_files(crops_dir):
+        if path.name not in keep:
+            path.unlink()
+            removed += not path.name.startswith(".")
+    _remove_empty_dirs(crops_dir)
+    return removed
+
+
+def _remove_empty_dirs(crops_dir: Path) -> None:
+    if crops_dir.is_dir():
+        for sub in crops_dir.iterdir():
+            if sub.is_dir() and _SUBDIR.fullmatch(sub.name) and not any(sub.iterdir()):
+                sub.rmdir()
+
+
+def _tables(
+    images: pd.DataFrame, results: dict[str, Result], dcfg: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``detections`` (one row per ok image) and ``faces`` (one row per kept face)."""
+    import pandas as pd
+
+    crops_dir = Path(dcfg.crops_dir)
+    det_rows: list[dict[str, Any]] = []
+    face_rows: list[dict[str, Any]] = []
+    for row in images.itertuples(index=False):
+        r = results[row.id]
+        error = r.error or r.crop_error
+        faces = [] if r.error else r.faces
+        kept = [] if error else kept_indices(faces, dcfg.crop.policy)
+        base = {
+            "image_id": row.id,
+            "path": row.path,
+            "expression": row.expression,
+            "label": row.label,
+        }
+        det_rows.append(
+            {
+                **base,
+                "n_faces": len(faces),
+                "n_crops": len(kept),
+                "status": "error" if error else "ok",
+                "reason": error,
+            }
+        )
+        path_key = hashlib.sha1(str(row.path).encode()).hexdigest()[:12]
+        for index in kept:
+            face = faces[index]
+            face_rows.append(
+                {
+                    "face_id": f"{path_key}_{index}",
+                    **base,
+                    "face_index": index,
+                    "x": face.x,
+                    "y": face.y,
+                    "w": face.w,
+                    "h": face.h,
+                    "score": face.score,
+                    "crop_path": (crops_dir / crop_name(row.id, index)).as_posix(),
+                    "n_faces": len(faces),
+                }
+            )
+    det_cols = ["image_id", "path", "expression", "label", "n_faces", "n_crops", "status"]
+    face_cols = ["face_id", "image_id", "path", "expression", "label", "face_index"]
+    face_cols += ["x", "y", "w", "h", "score", "crop_path", "n_faces"]
+    detections = pd.DataFrame(det_rows, columns=[*det_cols, "reason"])
+    faces_df = pd.DataFrame(face_rows, columns=face_cols)
+    int_cols = ["face_index", "x", "y", "w", "h", "n_faces"]
+    faces_df = faces_df.astype({c: "int64" for c in int_cols} | {"score": "float64"})
+    detections = detections.astype({"n_faces": "int64", "n_crops": "int64"})
+    return detections, faces_df
+
+
+def _counts(detections: pd.DataFrame, faces: pd.DataFrame) -> dict[str, Any]:
+    ok = detections[detections["status"] == "ok"]
+    return {
+        "images": len(detections),
+        "with_face": int((ok["n_faces"] > 0).sum()),
+        "no_face": int((ok["n_faces"] == 0).sum()),
+        "multi_face": int((ok["n_faces"] > 1).sum()),
+        "faces": int(ok["n_faces"].sum()),
+        "crops": len(faces),
+        "errors": int((detections["status"] == "error").sum()),
+    }
+
+
+def _localization(
+    detections: pd.DataFrame, results: dict[str, Result], truth_csv: Path, iou_threshold: float
+) -> dict[str, Any]:
+    """Image- and box-level P/R/F1 on ok images that also appear in the truth file."""
+    import pandas as pd
+
+    from fer.faces.scoring import box_level_prf, image_level_prf
+
+    truth = pd.read_csv(truth_csv)
+    for col in ("path", "n_faces", "boxes"):
+        if col not in truth.columns:
+            raise InputError(f"truth {truth_csv}: missing column {col!r}")
+    by_path = dict(
+        zip(truth["path"], zip(truth["n_faces"], truth["boxes"], strict=True), strict=True)
+    )
+    t_has, p_has, t_boxes, p_boxes = [], [], [], []
+    for row in detections[detections["status"] == "ok"].itertuples(index=False):
+        if row.path not in by_path:
+            continue
+        n_true, boxes = by_path[row.path]
+        faces: list[Face] = results[row.image_id].faces
+        t_has.append(int(n_true) > 0)
+        p_has.append(len(faces) > 0)
+        t_boxes.append(json.loads(boxes) if isinstance(boxes, str) and boxes else [])
+        p_boxes.append([f.box for f in faces])
+    return {
+        "scored_images": len(t_has),
+        "iou_threshold": iou_threshold,
+        "image": image_level_prf(t_has, p_has),
+        "box": box_level_prf(t_boxes, p_boxes, iou_threshold),
+    }
+
+
+def _log_mlflow(cfg: Config, metrics: dict[str, Any], det_hash: str) -> None:
+    """Log the localization scores through fer.tracking when that API exists and is enabled."""
+    if not cfg.tracking.enabled:
+        return
+    try:
+        from fer.tracking import log_stage_run
+    except ImportError:
+        print("detect: fer.tracking.log_stage_run not available; MLflow logging skipped")
+        return
+    dcfg = cfg.detect
+    params = {
+        "backend": dcfg.backend,
+        "min_confidence": dcfg.min_confidence,
+        "min_face_px": dcfg.min_face_px,
+        "nms_iou": dcfg.nms_iou,
+        "upscale_below": dcfg.upscale_below,
+        "max_side": dcfg.max_side,
+        "crop_policy": dcfg.crop.policy,
+        "settings_hash": det_hash,
+    }
+    loc = metrics["localization"]
+    flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    for level in ("image", "box"):
+        flat.update({f"{level}_{k}": v for k, v in loc[level].items()})
+    log_stage_run(cfg.tracking, "detect", params, flat, [Path(dcfg.metrics)])
+
+
+def _print_summary(s: dict[str, Any], faces_path: Path) -> None:
+    print(
+        f"detect: {s['images']} images: {s['with_face']} with face, {s['no_face']} no face, "
+        f"{s['multi_face']} multi-face, {s['errors']} errors; {s['faces']} faces, "
+        f"{s['crops']} crops ({s['crops_written']} written, {s['crops_removed']} removed)"
+    )
+    print(
+        f"detect: {s['cache_hits']} cache hits, {s['detected']} detected; "
+        f"{s['images_per_s']:.1f} images/s over {s['seconds']:.1f}s "
+        f"with {s['workers']} workers -> {faces_path}"
+    )
+    loc = s.get("localization")
+    if loc:
+        im, bx = loc["image"], loc["box"]
+        print(
+            f"detect: localization on {loc['scored_images']} images: image P/R/F1 "
+            f"{im['precision']:.3f}/{im['recall']:.3f}/{im['f1']:.3f}, box "
+            f"P/R/F1@{loc['iou_threshold']:g} "
+            f"{bx['precision']:.3f}/{bx['recall']:.3f}/{bx['f1']:.3f}"
+        )

@@ -1,0 +1,201 @@
+"""Real OpenCV detectors on public-domain photos from installed packages."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fer.config import DetectConfig
+from fer.errors import ConfigError, ModelError
+from fer.faces.detectors import (
+    Face,
+    available_backends,
+    create_detector,
+    detection_scale,
+    settings_hash,
+    tiles,
+)
+from fer.faces.scoring import iou
+
+ASTRONAUT_FACE = (179, 58, 93, 119)  # checked by eye on skimage's astronaut.png
+
+
+def _astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+def _grace_hopper() -> np.ndarray:
+    import matplotlib.cbook as cbook
+
+    bgr = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def ssd():
+    return create_detector(DetectConfig())
+
+
+def test_ssd_finds_the_astronaut(ssd) -> None:
+    faces = ssd.detect(_astronaut())
+    assert len(faces) == 1
+    assert iou(faces[0].box, ASTRONAUT_FACE) > 0.8
+    assert faces[0].score > 0.9
+
+
+def test_ssd_finds_grace_hopper(ssd) -> None:
+    image = _grace_hopper()
+    faces = ssd.detect(image)
+    assert len(faces) == 1
+    f = faces[0]
+    # Her face is in the upper middle of the portrait, a third of its width.
+    assert 150 < f.x + f.w / 2 < 350 and 150 < f.y + f.h / 2 < 300
+    assert 0.2 < f.w / image.shape[1] < 0.5
+
+
+def test_haar_finds_the_astronaut() -> None:
+    faces = create_detector(DetectConfig(backend="haar")).detect(_astronaut())
+    assert len(faces) == 1
+    assert iou(faces[0].box, ASTRONAUT_FACE) > 0.6
+    assert 0.5 < faces[0].score <= 1.0
+
+
+@pytest.mark.parametrize("value", [0, 127, 255])
+def test_blank_images_have_no_face(ssd, value: int) -> None:
+    assert ssd.detect(np.full((480, 640, 3), value, np.uint8)) == []
+
+
+def test_grey_input_is_accepted(ssd) -> None:
+    grey = cv2.cvtColor(_astronaut(), cv2.COLOR_RGB2GRAY)
+    assert len(ssd.detect(grey)) == 1
+
+
+def test_huge_image_is_downscaled_and_boxes_map_back(ssd) -> None:
+    big = cv2.resize(_astronaut(), (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    faces = ssd.detect(big)
+    assert len(faces) == 1
+    expected = tuple(v * 4 for v in ASTRONAUT_FACE)
+    assert iou(faces[0].box, expected) > 0.8
+
+
+def test_min_face_px_is_in_original_pixels(ssd) -> None:
+    # The astronaut's face box is 93x119 px.
+    assert len(create_detector(DetectConfig(min_face_px=90)).detect(_astronaut())) == 1
+    assert create_detector(DetectConfig(min_face_px=100)).detect(_astronaut()) == []
+    for size in ((1, 1), (5, 3), (20, 400)):
+        assert ssd.detect(np.zeros((*size, 3), np.uint8)) == []
+
+
+def test_small_face_image_is_upscaled_for_haar() -> None:
+    # A 36x36 head: the face (~20 px) is below the cascade's 24 px window at 1x.
+    face = cv2.resize(_astronaut()[30:210, 140:310], (36, 36), interpolation=cv2.INTER_AREA)
+    upscaled = create_detector(DetectConfig(backend="haar", upscale_below=160, min_face_px=10))
+    plain = create_detector(DetectConfig(backend="haar", upscale_below=0, min_face_px=10))
+    (found,) = upscaled.detect(face)
+    assert plain.detect(face) == []
+    assert 15 <= found.w <= 30 and found.x + found.w <= 36  # mapped back to original pixels
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_wide_and_tall_strips_are_tiled(ssd, transpose: bool) -> None:
+    face = cv2.resize(_astronaut()[20:230, 120:300], None, fx=0.85, fy=0.85)
+    strip = np.full((200, 2000, 3), 128, np.uint8)
+    strip[10 : 10 + face.shape[0], 1500 : 1500 + face.shape[1]] = face
+    expected = (1500 + (179 - 120) * 0.85, 10 + (58 - 20) * 0.85, 93 * 0.85, 119 * 0.85)
+    if transpose:  # a tall strip with the face turned sideways
+        strip = np.ascontiguousarray(strip.transpose(1, 0, 2))
+        expected = (expected[1], expected[0], expected[3], expected[2])
+    faces = ssd.detect(strip)
+    assert len(faces) == 1
+    assert iou(faces[0].box, expected) > 0.5
+
+
+def test_two_faces_sorted_by_score_and_nms(ssd) -> None:
+    face = _astronaut()[20:230, 120:300]
+    canvas = np.full((300, 640, 3), 90, np.uint8)
+    canvas[40:250, 30:210] = face
+    canvas[40:250, 400:580] = face
+    faces = ssd.detect(canvas)
+    assert len(faces) == 2
+    assert faces[0].score >= faces[1].score
+    assert iou(faces[0].box, faces[1].box) == 0.0
+
+
+def test_min_confidence_filters() -> None:
+    strict = create_detector(DetectConfig(min_confidence=1.0))
+    assert all(f.score >= 1.0 for f in strict.detect(_astronaut()))
+
+
+def test_unknown_backend_lists_available() -> None:
+    with pytest.raises(ConfigError, match="available: haar, ssd, yunet"):
+        create_detector(DetectConfig(backend="mtcnn"))
+    assert available_backends() == ["haar", "ssd", "yunet"]
+
+
+def test_model_path_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"detect\.model_path"):
+        create_detector(DetectConfig(model_path=tmp_path / "missing"))
+    with pytest.raises(ModelError, match="yunet backend needs"):
+        create_detector(DetectConfig(backend="yunet"))
+    with pytest.raises(ModelError, match="not found"):
+        create_detector(DetectConfig(backend="yunet", model_path=tmp_path / "y.onnx"))
+
+
+def test_user_model_folder_with_wrong_file_fails_clearly(tmp_path: Path) -> None:
+    from fer.faces.backends import ssd as ssd_backend
+
+    (tmp_path / ssd_backend.PROTOTXT).write_text("garbage")
+    (tmp_path / ssd_backend.CAFFEMODEL).write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="cannot load"):
+        create_detector(DetectConfig(model_path=tmp_path))
+
+
+def test_user_model_path_accepts_the_caffemodel_file(tmp_path: Path) -> None:
+    from fer.faces.backends import ssd as ssd_backend
+
+    proto, model = ssd_backend.model_files(DetectConfig())
+    (tmp_path / proto.name).symlink_to(proto)
+    (tmp_path / model.name).symlink_to(model)
+    cfg = DetectConfig(model_path=tmp_path / model.name)
+    assert len(create_detector(cfg).detect(_astronaut())) == 1
+    assert settings_hash(cfg) == settings_hash(DetectConfig())  # same bytes, same key
+
+
+def test_settings_hash_tracks_result_changing_settings_only(tmp_path: Path) -> None:
+    base = settings_hash(DetectConfig())
+    assert settings_hash(DetectConfig(workers=7, batch_size=3, faces=tmp_path / "f")) == base
+    for change in (
+        {"min_confidence": 0.6},
+        {"min_face_px": 21},
+        {"nms_iou": 0.4},
+        {"upscale_below": 100},
+        {"max_side": 640},
+        {"backend": "haar"},
+    ):
+        assert settings_hash(DetectConfig(**change)) != base, change
+
+
+def test_detection_scale_and_tiles() -> None:
+    assert detection_scale(480, 640, max_side=1280, upscale_below=160) == 1.0
+    assert detection_scale(2560, 1000, max_side=1280, upscale_below=160) == 0.5
+    assert detection_scale(48, 48, max_side=1280, upscale_below=160) == pytest.approx(160 / 48)
+    # Upscaling never passes max_side.
+    assert detection_scale(100, 1000, max_side=1280, upscale_below=160) == pytest.approx(1.28)
+    assert tiles(480, 640) == [(0, 0, 640, 480)]
+    strip = tiles(200, 2000)
+    assert strip[0][0] == 0 and strip[-1][0] + strip[-1][2] == 2000
+    assert all(w == 300 and h == 200 for _, _, w, h in strip)
+    assert all(b[0] - a[0] <= 150 for a, b in itertools.pairwise(strip))
+
+
+def test_face_is_a_frozen_value() -> None:
+    face = Face(1, 2, 3, 4, 0.5)
+    assert face.box == (1, 2, 3, 4) and face.area == 12
+    with pytest.raises(AttributeError):
+        face.x = 5  # type: ignore[misc]
