@@ -104,7 +104,7 @@ class DetectConfig(Section):
     workers: Workers = 0
     executor: Literal["local", "dask"] = "local"
     dask_address: str | None = None
-    batch_size: Annotated[int, Field(ge=1)] = 32
+    batch_size: Annotated[int, Field(ge=1)] = 64
     faces: Path = Path("data/faces.parquet")
     images: Path = Path("data/detections.parquet")
     crops_dir: Path = Path("data/faces")
@@ -150,6 +150,9 @@ class ValidateConfig(Section):
     label_action: Literal["flag", "exclude", "relabel"] = "exclude"
     relabel_threshold: Fraction = 0.9
     near_duplicate_distance: Annotated[int, Field(ge=0, le=64)] = 4
+    near_duplicate_rms: Annotated[float, Field(ge=0, le=255)] = 8.0
+    restore_list: Path | None = Path("quarantine_restore.txt")
+    cv_input_size: Annotated[int, Field(ge=16, le=128)] = 32
 
 
 class SplitConfig(Section):
@@ -175,7 +178,7 @@ class TrainConfig(Section):
     model: str = "alexnet"
     models: list[str] = Field(default_factory=lambda: ["alexnet", "baseline"], min_length=1)
     out_dir: Path = Path("models")
-    batch_size: Annotated[int, Field(ge=1)] = 256
+    batch_size: Annotated[int, Field(ge=1)] = 64
     epochs: Annotated[int, Field(ge=1)] = 50
     lr: Annotated[float, Field(gt=0)] = 0.001
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
@@ -192,6 +195,7 @@ class TrainConfig(Section):
     seed: int = 0
     threads: Workers = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cache_dir: Path = Path(".fer_cache/train")
 
 
 class ModelSpec(Section):

@@ -52,10 +52,21 @@ def env(project: Path) -> dict[str, str]:
     return e
 
 
-def sh(project: Path, *cmd: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def sh(
+    project: Path,
+    *cmd: str,
+    check: bool = True,
+    timeout: float = 900,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """Run a command in the project copy; on failure raise with its output."""
     proc = subprocess.run(
-        list(cmd), cwd=project, env=env(project), capture_output=True, text=True, timeout=timeout
+        list(cmd),
+        cwd=project,
+        env={**env(project), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -26,7 +26,7 @@ def _write(tmp_path: Path, mutate) -> Path:
 def test_project_params_load_and_are_frozen() -> None:
     cfg = load_config(ROOT / "params.yaml")
     assert isinstance(cfg, Config)
-    assert cfg.train.batch_size == 256 and cfg.train.epochs == 50 and cfg.train.lr == 0.001
+    assert cfg.train.batch_size == 64 and cfg.train.epochs == 50 and cfg.train.lr == 0.001
     assert cfg.detect.crop.size >= 63
     with pytest.raises(Exception):
         cfg.train.lr = 0.1  # type: ignore[misc]

@@ -125,3 +125,95 @@ def test_prefect_pipeline_after_dvc_repro_does_no_duplicate_work(
     names = {r.name for r in runs}
     assert {"sample", "validate", "train@alexnet"} <= names
     assert all(r.state.is_completed() for r in runs)
+
+
+# --- The UIs, in a real browser --------------------------------------------------------------
+
+
+@pytest.fixture
+def server(built: Path, tmp_path: Path):
+    """Start a server process in the built project; stop it after the test."""
+    import subprocess
+
+    from tests.project import env
+
+    procs: list[subprocess.Popen] = []
+
+    def start(cmd: list[str], **extra: str) -> subprocess.Popen:
+        log = open(tmp_path / f"server{len(procs)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            cmd, cwd=built, env={**env(built), **extra}, stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_mlflow_ui_shows_both_models_with_accuracy(built: Path, server, tmp_path: Path) -> None:
+    import urllib.parse
+
+    import mlflow
+
+    from fer.config import load_config
+    from fer.ui import mlflow_ui_command
+    from tests.browser import chromium, free_port, render, wait_http
+
+    chromium()
+    cfg = load_config(built / "params.yaml")
+    uri = f"sqlite:///{built / 'mlflow.db'}"
+    runs = mlflow.search_runs(
+        experiment_names=[cfg.tracking.experiment],
+        filter_string="tags.stage = 'train'",
+        tracking_uri=uri,
+    )
+    assert set(runs["tags.model"]) >= {"alexnet", "baseline"}
+    port = free_port()
+    server(mlflow_ui_command(cfg, "127.0.0.1", port))
+    wait_http(f"http://127.0.0.1:{port}/health")
+    ids = urllib.parse.quote(json.dumps(list(runs["run_id"])))
+    exp = urllib.parse.quote(json.dumps([str(runs["experiment_id"].iloc[0])]))
+    url = f"http://127.0.0.1:{port}/#/compare-runs?runs={ids}&experiments={exp}"
+    dom = render(url, screenshot=tmp_path / "mlflow.png")
+    for needle in ("alexnet", "baseline", "test_accuracy"):
+        assert needle in dom, needle
+    acc = f"{runs['metrics.test_accuracy'].iloc[0]:.4f}"[:5]
+    assert acc in dom
+
+
+def test_served_deployment_runs_and_prefect_ui_shows_it(built: Path, server, tmp_path) -> None:
+    import time
+
+    import httpx
+
+    from tests.browser import chromium, free_port, render, wait_http
+
+    chromium()
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    home = {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api}
+    server([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+           **home)  # fmt: skip
+    wait_http(f"{api}/health", timeout=120)
+    server([str(BIN / "fer"), "serve"], **home)
+    deadline = time.monotonic() + 120
+    while not any(d["name"] == "fer" for d in httpx.post(f"{api}/deployments/filter").json()):
+        assert time.monotonic() < deadline, "deployment never registered"
+        time.sleep(1)
+    proc = sh(built, str(BIN / "prefect"), "deployment", "run", "pipeline/fer", "--watch",
+              "--watch-timeout", "600", check=False, extra_env=home)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    flows = httpx.post(f"{api}/flow_runs/filter", json={}).json()
+    run = next(f for f in flows if f["deployment_id"])
+    assert run["state_type"] == "COMPLETED"
+    dom = render(f"http://127.0.0.1:{port}/runs/flow-run/{run['id']}",
+                 screenshot=tmp_path / "prefect.png")  # fmt: skip
+    assert run["name"] in dom
+    assert "train@alexnet" in dom or "sample" in dom

@@ -1,0 +1,300 @@
+"""Benchmark `fer predict`: single-image latency against its parts, cold start, folder
+throughput with and without batching, and video frames/s with detection every 1 and 5 frames.
+
+Measured in one run, on whatever cores the machine gives (the README table used 2):
+
+- warm single image (640×480 JPEG, one face): decode + detect + crop + classify + annotate,
+  median of ``--repeats``; ratio to detector alone + classifier alone on the same input
+  (goal ≤ 1.2×);
+- cold start: a fresh ``fer predict IMG --model DIR`` process, start to exit (median of 3),
+  and the import cost of ``fer.stages.predict`` alone; heavy modules found in that process;
+- a folder of ``--n`` sandbox images (640×480, one face each), ``fer.stages.predict.run``
+  with ``predict.batch_size`` 64 vs 1 (annotated JPEGs written both times);
+- a 640×480 video of ``--frames`` frames, ``detect_every`` 1 vs 5, annotated video written.
+
+The classifier is ``--model DIR`` when given, else an untrained ``--arch`` (default alexnet,
+the project's default model) saved as model.pt: timings do not depend on the weights. Usage::
+
+    python benchmarks/bench_predict.py                      # n=1000, frames=150
+    python benchmarks/bench_predict.py --n 100 --frames 30  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+os.environ.setdefault("FER_PROGRESS", "0")
+
+
+def _cfg(**predict: Any) -> Any:
+    from fer.config import config_from_dict
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["predict"] = {**raw["predict"], **predict}
+    raw["tracking"] = {**raw["tracking"], "enabled": False}
+    return config_from_dict(raw)
+
+
+def _untrained_model(folder: Path, arch: str) -> Path:
+    import torch
+
+    from fer.config import ModelSpec
+    from fer.inference import model_payload
+    from fer.models import build_model
+    from fer.preprocess import InputSpec
+
+    cfg = _cfg()
+    spec = cfg.model_spec(arch)
+    size = cfg.detect.crop.size
+    net = build_model(arch, spec, input_size=size)
+    payload = model_payload(
+        net,
+        arch=arch,
+        spec=ModelSpec(**spec.model_dump()).model_dump(mode="json"),
+        input_spec=InputSpec(size=size),
+        config={"crop": cfg.detect.crop.model_dump(mode="json")},
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, folder / "model.pt")
+    return folder
+
+
+def _photo_640x480() -> np.ndarray:
+    """The astronaut (one face) letterboxed into 640×480, RGB."""
+    import cv2
+    import skimage.data
+
+    img = cv2.resize(skimage.data.astronaut(), (480, 480), interpolation=cv2.INTER_AREA)
+    canvas = np.full((480, 640, 3), 30, np.uint8)
+    canvas[:, 80:560] = img
+    return canvas
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def _median_ms(fn: Any, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def bench_single(model_dir: Path, tmp: Path, repeats: int) -> dict[str, float]:
+    from fer.data.images import load_rgb
+    from fer.faces.detectors import create_detector
+    from fer.inference import FaceClassifier
+    from fer.predict import annotate, face_record
+
+    cfg = _cfg()
+    path = tmp / "one_face.jpg"
+    _write_jpeg(path, _photo_640x480())
+    detector = create_detector(cfg.detect)
+    clf = FaceClassifier.load(model_dir)
+    crop_cfg = clf.crop_config(default=cfg.detect.crop)
+    from fer.faces.crops import crop_face
+
+    rgb = load_rgb(path)
+    faces = detector.detect(rgb)
+    assert len(faces) == 1, f"expected one face, found {len(faces)}"
+    crop = crop_face(rgb, faces[0], crop_cfg)[None]
+
+    def e2e() -> None:
+        image = load_rgb(path)
+        found = detector.detect(image)
+        crops = np.stack([crop_face(image, f, crop_cfg) for f in found])
+        probs = clf.predict_proba(crops)
+        recs = [face_record(f, p, clf.classes) for f, p in zip(found, probs, strict=True)]
+        annotate(image, recs)
+
+    parts = {
+        "e2e": e2e,
+        "det": lambda: detector.detect(rgb),
+        "clf": lambda: clf.predict_proba(crop),
+    }
+    for fn in parts.values():
+        fn()  # warm-up
+    # The three run back to back in every round, so load from other processes hits them alike;
+    # the overhead is the median of the per-round ratios.
+    times: dict[str, list[float]] = {k: [] for k in parts}
+    for _ in range(repeats):
+        for key, fn in parts.items():
+            t = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - t) * 1000)
+    ratios = [
+        e / (d + c) for e, d, c in zip(times["e2e"], times["det"], times["clf"], strict=True)
+    ]
+    return {
+        "e2e_ms": statistics.median(times["e2e"]),
+        "detector_ms": statistics.median(times["det"]),
+        "classifier_ms": statistics.median(times["clf"]),
+        "overhead": statistics.median(ratios),
+        "decode_ms": _median_ms(lambda: load_rgb(path), repeats),
+    }
+
+
+def bench_cold(model_dir: Path, tmp: Path) -> dict[str, Any]:
+    img = tmp / "one_face.jpg"
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(BIN / "fer"), "--params", str(REPO / "params.yaml"), "predict", str(img),
+           "--model", str(model_dir), "--out", str(tmp / "cold")]  # fmt: skip
+    walls = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        walls.append(time.perf_counter() - t)
+    probe = (
+        "import sys, time; t = time.perf_counter(); import fer.stages.predict; "
+        "d = time.perf_counter() - t; "
+        "h = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'prefect', 'dvc', 'great_expectations', 'mlflow', 'torch', 'cv2'}); print(d, h)"
+    )
+    imports = []
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", probe], check=True, capture_output=True, text=True, env=env
+        ).stdout.split(" ", 1)
+        imports.append(float(out[0]))
+    mlflow_import = subprocess.run(
+        [sys.executable, "-c", "import time; t = time.perf_counter(); import mlflow.artifacts; "
+         "print(time.perf_counter() - t)"], check=True, capture_output=True, text=True, env=env,
+    ).stdout  # fmt: skip
+    return {
+        "cold_start_s": statistics.median(walls),
+        "import_predict_s": statistics.median(imports),
+        "modules_at_import": out[1].strip(),
+        "mlflow_import_s": float(mlflow_import),
+    }
+
+
+def _sandbox(folder: Path, n: int) -> None:
+    import cv2
+
+    from fer.data.synthetic import render_scene
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = ["happy", "angry", "neutral", "calm", "mad", "joyful"]
+    for i in range(n):
+        bgr, _ = render_scene(rng, names[i % len(names)], 1, 640, 480)
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def bench_folder(model_dir: Path, tmp: Path, n: int) -> dict[str, Any]:
+    from fer.stages.predict import run
+
+    folder = tmp / "folder"
+    _sandbox(folder, n)
+    out: dict[str, Any] = {}
+    for bs in (64, 1):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            t = time.perf_counter()
+            res = run(_cfg(batch_size=bs), paths=[folder], model=str(model_dir),
+                      out=tmp / f"out{bs}", json=False)  # fmt: skip
+            wall = time.perf_counter() - t
+        out[f"batch{bs}_img_s"] = n / wall
+        out[f"batch{bs}_faces"] = res["faces"]
+    out["batching_speedup"] = out["batch64_img_s"] / out["batch1_img_s"]
+    return out
+
+
+def bench_video(model_dir: Path, tmp: Path, frames: int) -> dict[str, float]:
+    import cv2
+
+    from fer.faces.detectors import create_detector
+    from fer.inference import FaceClassifier
+    from fer.video import process_video, video_codec
+
+    face = cv2.cvtColor(_photo_640x480(), cv2.COLOR_RGB2BGR)
+    path = tmp / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (640, 480))
+    for i in range(frames):
+        shift = int(60 * np.sin(i / 15))
+        writer.write(np.roll(face, shift, axis=1))
+    writer.release()
+    cfg = _cfg()
+    detector = create_detector(cfg.detect)
+    clf = FaceClassifier.load(model_dir)
+    crop = clf.crop_config(default=cfg.detect.crop)
+    out = {}
+    for every in (1, 5):
+        t = time.perf_counter()
+        rec = process_video(path, tmp / f"v{every}{video_codec()[1]}", detector=detector,
+                            classifier=clf, crop=crop, detect_every=every,
+                            batch_size=cfg.predict.batch_size)  # fmt: skip
+        out[f"every{every}_fps"] = rec["video"]["frames"] / (time.perf_counter() - t)
+    out["speedup"] = out["every5_fps"] / out["every1_fps"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, help="model dir with model.pt (default: untrained)")
+    ap.add_argument("--arch", default="alexnet", help="architecture of the untrained model")
+    ap.add_argument("--n", type=int, default=1000, help="images in the folder benchmark")
+    ap.add_argument("--frames", type=int, default=150, help="frames in the video benchmark")
+    ap.add_argument("--repeats", type=int, default=30, help="single-image timing repeats")
+    args = ap.parse_args()
+    import torch
+
+    print(f"$ {shlex.join([sys.executable, *sys.argv])}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, load avg: {load}")
+    with tempfile.TemporaryDirectory(prefix="bench_predict.") as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = args.model or _untrained_model(tmp / "model", args.arch)
+        label = str(args.model) if args.model else f"untrained {args.arch}"
+        print(f"model: {label}")
+        single = bench_single(model_dir, tmp, args.repeats)
+        print(
+            f"single 640x480 image, warm: e2e {single['e2e_ms']:.1f} ms median "
+            f"(decode {single['decode_ms']:.1f}); detector {single['detector_ms']:.1f} ms + "
+            f"classifier {single['classifier_ms']:.1f} ms -> overhead "
+            f"{single['overhead']:.2f}x (goal <= 1.2x)"
+        )
+        cold = bench_cold(model_dir, tmp)
+        print(
+            f"cold start (fer predict IMG --model DIR, process start to exit): "
+            f"{cold['cold_start_s']:.2f} s; import fer.stages.predict "
+            f"{cold['import_predict_s']:.3f} s, heavy modules then loaded: "
+            f"{cold['modules_at_import']}; an MLflow URI adds "
+            f"import mlflow: {cold['mlflow_import_s']:.2f} s"
+        )
+        folder = bench_folder(model_dir, tmp, args.n)
+        print(
+            f"folder of {args.n} images (640x480, 1 face): batch 64 "
+            f"{folder['batch64_img_s']:.1f} img/s, batch 1 {folder['batch1_img_s']:.1f} img/s "
+            f"({folder['batching_speedup']:.2f}x); faces {folder['batch64_faces']}"
+        )
+        video = bench_video(model_dir, tmp, args.frames)
+        print(
+            f"video 640x480, {args.frames} frames: detect every frame {video['every1_fps']:.1f}"
+            f" fps, every 5th {video['every5_fps']:.1f} fps ({video['speedup']:.2f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()

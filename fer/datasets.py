@@ -1,0 +1,260 @@
+"""The training data path: a uint8 crop cache and a tensor-based augmenting batch iterator.
+
+Crops are decoded once into one ``(N, size, size, 3)`` uint8 ``.npy`` under
+``.fer_cache/train/<content-hash>.npy`` (memory-mapped on later runs), so an epoch costs only
+model compute: no PNG decoding, no PIL, no DataLoader worker processes fighting the training
+threads for 2 CPU cores. Augmentation (flip, small rotation/scale/shift, colour jitter) runs on
+whole batches with a few tensor ops, drawn from a seeded ``torch.Generator`` whose state is
+checkpointed, so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fer.io import atomic_path, write_text
+from fer.preprocess import InputSpec, preprocess
+
+if TYPE_CHECKING:
+    import torch
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class CropSet:
+    """Decoded crops, row-aligned with the table they came from.
+
+    ``ok[i]`` is False for rows whose crop could not be read; ``problems`` maps those row
+    indices to a reason (``missing``, ``undecodable``), and their image rows are zeros.
+    """
+
+    images: np.ndarray
+    ok: np.ndarray
+    problems: dict[int, str] = field(default_factory=dict)
+    key: str = ""
+
+
+def _decode(data: bytes, size: int) -> np.ndarray | None:
+    """PNG/JPEG bytes → RGB uint8 ``(size, size, 3)``, or None when undecodable."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if arr is None or arr.ndim != 3 or min(arr.shape[:2]) < 1:
+        return None
+    if arr.shape[:2] != (size, size):
+        arr = cv2.resize(arr, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+def load_crops(
+    crop_paths: Sequence[str],
+    *,
+    root: Path,
+    size: int,
+    cache_dir: Path | None,
+    progress: bool = True,
+) -> CropSet:
+    """Decode crops once into a uint8 cache keyed by their bytes; reuse it when unchanged.
+
+    The key hashes every file's path and bytes (reading ~2k small PNGs takes well under a
+    second; decoding them is what the cache saves), so a changed, added or removed crop makes a
+    new cache and a DVC checkout that only touches mtimes does not.
+
+    Args:
+        crop_paths: paths relative to ``root`` (``splits.parquet``'s ``crop_path``), in row order.
+        root: project root.
+        size: side of the cached crops (resized when a file differs).
+        cache_dir: where ``<key>.npy`` lives; None disables caching (tests, one-off runs).
+    """
+    from fer.progress import bar
+
+    blobs: list[bytes | None] = []
+    problems: dict[int, str] = {}
+    h = hashlib.sha256(f"v{CACHE_VERSION}:{size}".encode())
+    for i, rel in enumerate(crop_paths):
+        try:
+            data = (root / rel).read_bytes()
+        except OSError:
+            data = None
+            problems[i] = "missing"
+        blobs.append(data)
+        h.update(str(rel).encode() + b"\0")
+        h.update(hashlib.sha256(data).digest() if data is not None else b"-")
+    key = h.hexdigest()[:24]
+    n = len(blobs)
+
+    if cache_dir is not None:
+        npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+        if npy.is_file() and meta.is_file():
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            images = np.load(npy, mmap_mode="r")
+            if images.shape == (n, size, size, 3):
+                bad = {int(k): v for k, v in info["problems"].items()}
+                ok = np.ones(n, dtype=bool)
+                ok[list(bad)] = False
+                return CropSet(images=images, ok=ok, problems=bad, key=key)
+
+    images = np.zeros((n, size, size, 3), dtype=np.uint8)
+    for i, data in enumerate(bar(blobs, desc="decode crops", unit="crop", disable=not progress)):
+        if data is None:
+            continue
+        rgb = _decode(data, size)
+        if rgb is None:
+            problems[i] = "undecodable"
+        else:
+            images[i] = rgb
+    ok = np.ones(n, dtype=bool)
+    ok[list(problems)] = False
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache_dir / f"{key}.npy") as tmp:
+            np.save(tmp, images)
+        write_text(
+            cache_dir / f"{key}.json",
+            json.dumps(
+                {"n": n, "size": size, "problems": {str(k): v for k, v in problems.items()}}
+            ),
+        )
+        images = np.load(cache_dir / f"{key}.npy", mmap_mode="r")
+    return CropSet(images=images, ok=ok, problems=problems, key=key)
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Augmentation strengths (from ``train``: flip, rotation_deg, crop_jitter, color_jitter)."""
+
+    flip: bool = True
+    rotation_deg: float = 10.0
+    crop_jitter: float = 0.1
+    color_jitter: float = 0.2
+
+    @property
+    def active(self) -> bool:
+        """Whether any transform would change a pixel."""
+        return self.flip or self.rotation_deg > 0 or self.crop_jitter > 0 or self.color_jitter > 0
+
+
+def augment_batch(x: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
+    """Randomly flip, rotate/scale/shift and colour-jitter a float [0, 1] NCHW batch.
+
+    Geometry is one ``affine_grid``/``grid_sample`` call for the whole batch (reflection
+    padding, so no black corners that would teach the model where the crop ends). All randomness
+    comes from ``gen`` (a CPU generator, so its state is checkpointable on any device).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n = x.shape[0]
+    if n == 0:
+        return x
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(x.device)
+
+    flip = torch.rand(n, generator=gen) < 0.5 if spec.flip else None
+    if spec.rotation_deg > 0 or spec.crop_jitter > 0:
+        angle = u(-spec.rotation_deg, spec.rotation_deg) * (math.pi / 180.0)
+        scale = u(1.0 - spec.crop_jitter, 1.0)  # zoom in up to crop_jitter, like a random crop
+        tx = u(-spec.crop_jitter, spec.crop_jitter)
+        ty = u(-spec.crop_jitter, spec.crop_jitter)
+        # The flip rides along in the same sampling pass: mirror the x axis of the grid.
+        sx = torch.where(flip, -1.0, 1.0).to(x.device) if flip is not None else 1.0
+        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+        grid = _affine_grid(cos * sx, -sin, tx, sin * sx, cos, ty, x.shape[-2], x.shape[-1])
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    elif flip is not None:
+        x = torch.where(flip.to(x.device).view(n, 1, 1, 1), x.flip(-1), x)
+    if spec.color_jitter > 0:
+        j = spec.color_jitter
+        bright = u(1 - j, 1 + j).view(n, 1, 1, 1)
+        contrast = u(1 - j, 1 + j).view(n, 1, 1, 1)
+        sat = u(1 - j, 1 + j).view(n, 1, 1, 1)
+        # brightness then contrast around the image mean, as one affine map per image
+        mean = x.mean(dim=(1, 2, 3), keepdim=True) * bright
+        x = x.mul_(bright * contrast).add_(mean * (1 - contrast))
+        grey = x.mean(dim=1, keepdim=True)
+        x = x.mul_(sat).add_(grey * (1 - sat))
+        x = x.clamp_(0.0, 1.0)
+    return x
+
+
+def _affine_grid(
+    a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
+    d: torch.Tensor, e: torch.Tensor, f: torch.Tensor, h: int, w: int,
+) -> torch.Tensor:  # fmt: skip
+    """``F.affine_grid(theta, align_corners=False)`` by broadcasting: 2-5x faster on CPU.
+
+    theta = [[a, b, c], [d, e, f]] per sample (each argument has shape ``(n,)``).
+    """
+    import torch
+
+    xs = ((torch.arange(w, dtype=torch.float32, device=a.device) * 2 + 1) / w - 1).view(1, 1, w)
+    ys = ((torch.arange(h, dtype=torch.float32, device=a.device) * 2 + 1) / h - 1).view(1, h, 1)
+    v = [t.view(-1, 1, 1) for t in (a, b, c, d, e, f)]
+    gx = v[0] * xs + v[1] * ys + v[2]
+    gy = v[3] * xs + v[4] * ys + v[5]
+    return torch.stack((gx, gy), dim=-1)
+
+
+def batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    input_spec: InputSpec,
+    device: str | torch.device = "cpu",
+    gen: torch.Generator | None = None,
+    shuffle: bool = False,
+    sample_weights: np.ndarray | None = None,
+    augment: AugmentSpec | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x, y)`` batches: uint8 rows gathered per batch, then :func:`preprocess`.
+
+    ``shuffle`` permutes with ``gen``; ``sample_weights`` instead draws ``len(labels)`` indices
+    with replacement (balanced sampling). The last partial batch is kept (small datasets).
+    """
+    import torch
+
+    n = len(labels)
+    if sample_weights is not None:
+        w = torch.as_tensor(sample_weights, dtype=torch.double)
+        order = torch.multinomial(w, n, replacement=True, generator=gen).numpy()
+    elif shuffle:
+        order = torch.randperm(n, generator=gen).numpy()
+    else:
+        order = np.arange(n)
+    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    aug = None
+    if augment is not None and augment.active and gen is not None:
+        spec = augment
+
+        def aug(x: torch.Tensor) -> torch.Tensor:
+            return augment_batch(x, spec, gen)
+
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        x = preprocess(np.ascontiguousarray(images[idx]), input_spec, device=device, augment=aug)
+        y = y_all[torch.as_tensor(idx)].to(device, non_blocking=True)
+        yield x, y
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency weights, mean 1 over present classes (absent classes get 0)."""
+    counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max(1, (counts > 0).sum()), 0)
+    return w
+
+
+def cpu_threads(requested: int) -> int:
+    """``train.threads``: 0 means every core."""
+    return requested if requested > 0 else (os.cpu_count() or 1)

@@ -1,0 +1,195 @@
+"""Classify faces with a trained model: ``model.pt`` in, ``[positive, negative, neutral]`` out.
+
+Used by evaluation, the MLflow pyfunc (fer/serving.py) and ``fer predict``. ``model.pt`` holds
+plain tensors and types only (loaded with ``weights_only=True``): the architecture is rebuilt by
+name from the registry, so no pickled code ever runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fer import CLASSES
+from fer.errors import ModelError
+from fer.preprocess import InputSpec, preprocess
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from fer.config import CropConfig
+    from fer.faces.detectors import Detector
+
+WEIGHTS = "model.pt"
+FORMAT_VERSION = 1
+
+
+def model_payload(
+    model: nn.Module,
+    *,
+    arch: str,
+    spec: dict[str, Any],
+    input_spec: InputSpec,
+    config: dict[str, Any] | None = None,
+    classes: Sequence[str] = CLASSES,
+) -> dict[str, Any]:
+    """The ``model.pt`` dict (docs/data-contracts.md); ``spec`` is the ModelSpec as a dict."""
+    return {
+        "format": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "arch": arch,
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "input": input_spec.to_dict(),
+        "spec": {k: v for k, v in spec.items() if k != "pretrained_path"},
+        "config": config or {},
+    }
+
+
+def load_model_file(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network from ``model.pt`` (a file or a folder holding one).
+
+    Raises:
+        ModelError: missing file, not a fer model file, or weights that do not fit.
+    """
+    import torch
+
+    from fer.config import ModelSpec
+    from fer.models import build_model
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / WEIGHTS
+    if not p.is_file():
+        raise ModelError(f"{p}: model file not found")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{p}: cannot load model file ({first})") from None
+    if not isinstance(payload, dict) or not {"state_dict", "arch", "input"} <= set(payload):
+        raise ModelError(f"{p}: not a fer model file (needs state_dict, arch, input)")
+    spec = InputSpec.from_dict(payload["input"])
+    try:
+        net = build_model(
+            payload["arch"],
+            ModelSpec(**payload.get("spec", {})),
+            num_classes=int(payload.get("num_classes", len(CLASSES))),
+            input_size=spec.size,
+        )
+        net.load_state_dict(payload["state_dict"])
+    except Exception as exc:
+        raise ModelError(f"{p}: weights do not fit {payload['arch']!r} ({exc})") from None
+    net.to(device).eval()
+    return net, payload
+
+
+class FaceClassifier:
+    """A loaded model plus its preprocessing; classifies uint8 RGB crops in batches."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_spec: InputSpec,
+        *,
+        classes: Sequence[str] = CLASSES,
+        device: str = "cpu",
+        batch_size: int = 64,
+        arch: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.meta = meta or {}
+        self.input_spec = input_spec
+        self.classes = tuple(classes)
+        self.device = device
+        self.batch_size = batch_size
+        self.arch = arch
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, device: str = "cpu", batch_size: int = 64
+    ) -> FaceClassifier:
+        """Load from ``model.pt`` or its folder (``device``: cpu, cuda or auto)."""
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        net, payload = load_model_file(path, device)
+        return cls(
+            net,
+            InputSpec.from_dict(payload["input"]),
+            classes=payload.get("classes", CLASSES),
+            device=device,
+            batch_size=batch_size,
+            arch=str(payload["arch"]),
+            meta={k: v for k, v in payload.items() if k != "state_dict"},
+        )
+
+    def crop_config(self, default: CropConfig | None = None) -> CropConfig:
+        """The crop settings the model was trained with (``config.crop`` in ``model.pt``).
+
+        Crops for inference must be cut like the training crops (margin, square, colour);
+        size and colour always follow the model's input spec.
+        """
+        from fer.config import CropConfig
+
+        saved = self.meta.get("config", {}).get("crop")
+        base = CropConfig(**saved) if isinstance(saved, dict) else (default or CropConfig())
+        return base.model_copy(
+            update={"size": self.input_spec.size, "color": self.input_spec.color}
+        )
+
+    def predict_proba(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(N, len(classes))`` for uint8 RGB crops ``(N, H, W, 3)``."""
+        import torch
+
+        arr = np.stack(list(crops)) if not isinstance(crops, np.ndarray) else crops
+        if len(arr) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for start in range(0, len(arr), self.batch_size):
+                x = preprocess(
+                    arr[start : start + self.batch_size], self.input_spec, device=self.device
+                )
+                out.append(torch.softmax(self.model(x), dim=1).float().cpu().numpy())
+        return np.concatenate(out)
+
+    def records(self, probs: np.ndarray) -> list[dict[str, Any]]:
+        """``{"probs": {class: p}, "label"}`` per row of ``probs``."""
+        return [
+            {
+                "probs": {c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)},
+                "label": self.classes[int(np.argmax(row))],
+            }
+            for row in probs
+        ]
+
+
+def analyze_image(
+    image_rgb: np.ndarray,
+    detector: Detector,
+    classifier: FaceClassifier,
+    crop_cfg: CropConfig,
+) -> list[dict[str, Any]]:
+    """Detect, crop and classify every face of one RGB image.
+
+    Returns:
+        One dict per face, in detector-score order: ``{"box": [x, y, w, h], "score",
+        "probs": {"positive", "negative", "neutral"}, "label"}`` (DESIGN.md §3).
+    """
+    from fer.faces.crops import crop_face
+
+    faces = detector.detect(image_rgb)
+    if not faces:
+        return []
+    crops = np.stack([crop_face(image_rgb, f, crop_cfg) for f in faces])
+    recs = classifier.records(classifier.predict_proba(crops))
+    return [
+        {"box": [int(f.x), int(f.y), int(f.w), int(f.h)], "score": round(float(f.score), 6), **r}
+        for f, r in zip(faces, recs, strict=True)
+    ]

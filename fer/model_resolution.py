@@ -1,0 +1,129 @@
+"""Resolve `fer predict --model` to a local model folder holding ``model.pt``.
+
+Order: an explicit ``--model`` is used alone (a local folder or ``model.pt`` file, a logged
+MLflow model folder, an MLflow model URI, or an architecture name under ``train.out_dir``);
+without it, ``predict.model`` (default ``models:/fer-classifier@champion``) and then the locally
+trained ``<train.out_dir>/<train.model>``. Local paths never import mlflow, so predicting
+with a model folder starts fast. Every failure names each place that was looked at.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fer.errors import ModelError
+
+if TYPE_CHECKING:
+    from fer.config import Config
+
+WEIGHTS = "model.pt"
+# A URI scheme of two or more letters (``runs:``, ``models:``, ``file:``, ``s3:``), so that a
+# Windows drive letter (``C:``) is still read as a path.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where the weights were found: ``path`` holds ``model.pt``; ``source`` is what was asked."""
+
+    path: Path
+    source: str
+    how: str  # "local", "mlflow" or "fallback"
+
+
+def is_uri(text: str) -> bool:
+    """True for MLflow/artifact URIs (``runs:/...``, ``models:/...``, ``file:...``)."""
+    return bool(_SCHEME.match(text))
+
+
+def find_weights(root: Path) -> Path | None:
+    """The folder holding ``model.pt`` at or below ``root`` (a logged pyfunc keeps it in
+    ``artifacts/``); the shallowest wins. None when there is none."""
+    if root.is_file():
+        return root.parent if root.name == WEIGHTS else None
+    if (root / WEIGHTS).is_file():
+        return root
+    found = sorted(root.rglob(WEIGHTS), key=lambda p: (len(p.parts), str(p)))
+    return found[0].parent if found else None
+
+
+def _local(text: str) -> Path | None:
+    path = Path(text).expanduser()
+    if not path.exists():
+        return None
+    folder = find_weights(path)
+    if folder is None:
+        raise ModelError(f"--model {text}: no {WEIGHTS} in {path}")
+    return folder
+
+
+def _from_mlflow(cfg: Config, uri: str) -> Path:
+    # fer.tracking imports mlflow only when called: a local --model never pays for it.
+    from fer.tracking import download_model_artifacts, tracking_uri
+
+    store = tracking_uri(cfg.tracking)
+    if store.startswith("sqlite:///") and uri.startswith(("models:", "runs:")):
+        # mlflow would create an empty store here; say that there is none instead.
+        db = Path(store.removeprefix("sqlite:///"))
+        if not db.is_file():
+            raise ModelError(f"model {uri!r}: tracking store {store} does not exist ({db})")
+    local = download_model_artifacts(cfg.tracking, uri)
+    folder = find_weights(local)
+    if folder is None:
+        raise ModelError(f"model {uri!r} resolved to {local}, which holds no {WEIGHTS}")
+    return folder
+
+
+def resolve_model(cfg: Config, model: str | None) -> ResolvedModel:
+    """Find the model folder for ``model`` (the ``--model`` value) or the configured default.
+
+    Raises:
+        ModelError: nothing resolved; the message lists what was looked for.
+    """
+    if model:
+        return _resolve_explicit(cfg, model)
+    default = cfg.predict.model
+    fallback = Path(cfg.train.out_dir) / cfg.train.model
+    tried: list[str] = []
+    try:
+        if is_uri(default) and not cfg.tracking.enabled:
+            raise ModelError(f"{default}: tracking.enabled is false")
+        return _resolve_explicit(cfg, default, how="mlflow" if is_uri(default) else "local")
+    except ModelError as exc:
+        tried.append(str(exc))
+    folder = find_weights(fallback) if fallback.exists() else None
+    if folder is not None:
+        return ResolvedModel(folder, str(fallback), "fallback")
+    tried.append(f"{fallback / WEIGHTS}: not found")
+    raise ModelError(
+        "no model to predict with; looked for: "
+        + "; ".join(tried)
+        + " (train one with `fer train`, or pass --model DIR_OR_URI)"
+    )
+
+
+def _resolve_explicit(cfg: Config, text: str, how: str | None = None) -> ResolvedModel:
+    if is_uri(text) and not text.startswith("file:"):
+        return ResolvedModel(_from_mlflow(cfg, text), text, how or "mlflow")
+    if text.startswith("file:"):
+        # file: URIs may point at a logged model folder on disk: no mlflow needed then.
+        from urllib.parse import unquote, urlparse
+
+        local = Path(unquote(urlparse(text).path))
+        folder = find_weights(local) if local.exists() else None
+        if folder is None:
+            raise ModelError(f"--model {text}: {local} holds no {WEIGHTS}")
+        return ResolvedModel(folder, text, how or "local")
+    folder = _local(text)
+    if folder is not None:
+        return ResolvedModel(folder, text, how or "local")
+    named = Path(cfg.train.out_dir) / text
+    if "/" not in text and "\\" not in text and (named / WEIGHTS).is_file():
+        return ResolvedModel(named, text, how or "local")
+    raise ModelError(
+        f"--model {text}: not found (looked for a folder or file {Path(text)}, "
+        f"{named / WEIGHTS}, and it is not an MLflow URI such as models:/NAME@ALIAS)"
+    )

@@ -1,0 +1,86 @@
+"""Model registry: architectures by name (``train.model`` and the ``models:`` params section).
+
+Adding an architecture is one small module with a ``build(spec, num_classes, input_size)``
+function plus one entry in ``_REGISTRY`` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from fer.config import ModelSpec
+from fer.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from torch import nn
+
+# name -> module (relative to fer.models) exposing build(spec, num_classes, input_size)
+_REGISTRY: dict[str, str] = {
+    "alexnet": "alexnet",
+    "baseline": "baseline",
+    "resnet18": "resnet",
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return sorted(_REGISTRY)
+
+
+def build_model(
+    name: str, spec: ModelSpec | None = None, num_classes: int = 3, input_size: int = 64
+) -> nn.Module:
+    """Build a freshly initialised (or locally pretrained, per ``spec``) model by name.
+
+    Raises:
+        ConfigError: unknown name (the message lists the available ones).
+        ModelError: ``spec.pretrained_path`` is missing or does not fit the architecture.
+    """
+    key = name.strip().lower()
+    if key not in _REGISTRY:
+        raise ConfigError(
+            f"train.model: unknown model {name!r} (available: {', '.join(available())})"
+        )
+    module = importlib.import_module(f"fer.models.{_REGISTRY[key]}")
+    return module.build(spec or ModelSpec(), num_classes=num_classes, input_size=input_size)
+
+
+def read_state(path: Path) -> dict:
+    """Read a local weights file (a state dict, or a dict holding one under ``state_dict``).
+
+    Nothing is downloaded: the file must exist. ``weights_only=True``: no pickled code runs.
+    """
+    import torch
+
+    if not path.is_file():
+        raise ModelError(f"{path}: pretrained weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load weights ({str(exc).splitlines()[0]})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: not a state dict")
+    return state
+
+
+def load_matching(model: nn.Module, state: dict, source: Path) -> int:
+    """Copy the tensors of ``state`` whose name and shape fit ``model``; returns how many.
+
+    Heads of a different class count are skipped (they stay randomly initialised), so ImageNet
+    weights can seed a 3-class model.
+    """
+    own = model.state_dict()
+    usable = {
+        k: v
+        for k, v in state.items()
+        if k in own and hasattr(v, "shape") and tuple(v.shape) == tuple(own[k].shape)
+    }
+    if not usable:
+        raise ModelError(f"{source}: no tensor in this file fits the model")
+    model.load_state_dict(usable, strict=False)
+    return len(usable)

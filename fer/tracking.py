@@ -1,0 +1,402 @@
+"""MLflow tracking: the ONLY module of fer that imports mlflow (serving.py's PythonModel aside).
+
+Where runs go: ``MLFLOW_TRACKING_URI`` from the environment wins over ``tracking.uri`` in
+params (so one shell can point every stage at a shared server without editing params); the
+default is ``sqlite:///mlflow.db`` with artifacts under the absolute
+``tracking.artifact_location``.
+
+Stages call :func:`log_stage_run` for a one-shot run (detect, validate), or :func:`open_run` for
+the training run that stays open across epochs and is re-opened by evaluate (its id is in
+``models/<model>/run.json``). The registry logic (alias ``champion`` moves only to a better
+model) is :func:`register_if_better`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from fer.config import TrackingConfig
+from fer.errors import TrackingError
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Artifact "downloads" from a local store draw a progress bar per file on every registration.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+ENV_URI = "MLFLOW_TRACKING_URI"
+
+# mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI into os.environ itself; the URIs we set
+# from params are remembered so that they are not mistaken for a user's override later.
+_SET_FROM_PARAMS: set[str] = set()
+
+
+def tracking_uri(cfg: TrackingConfig) -> str:
+    """The tracking URI in force: the user's ``MLFLOW_TRACKING_URI``, else ``tracking.uri``.
+
+    A relative sqlite path is made absolute (against the current folder, the project root):
+    mlflow caches one database engine per URI string, so a relative one would keep pointing
+    at the first folder it was used from.
+    """
+    env = os.environ.get(ENV_URI)
+    uri = env if env and env not in _SET_FROM_PARAMS else cfg.uri
+    return _absolute_sqlite(uri)
+
+
+def _absolute_sqlite(uri: str) -> str:
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        rest = uri[len(prefix) :]
+        if rest and not rest.startswith(":memory:"):
+            return prefix + str(Path(rest).resolve())
+    return uri
+
+
+def _use_store(cfg: TrackingConfig) -> str:
+    """Point mlflow at the store in force and return its URI."""
+    uri = tracking_uri(cfg)
+    env = os.environ.get(ENV_URI)
+    if not env or env in _SET_FROM_PARAMS:
+        _SET_FROM_PARAMS.add(uri)  # mlflow is about to write it into the environment
+    _mlflow().set_tracking_uri(uri)
+    return uri
+
+
+def _is_http(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def ensure_reachable(cfg: TrackingConfig, timeout_s: float = 3.0) -> None:
+    """Fail fast, before any work, when an http(s) tracking server does not answer.
+
+    Local stores (sqlite, file) need no check here: their errors surface on first use with the
+    path in the message. Called at the start of training so a typo in the URI costs seconds,
+    not a whole training run.
+
+    Raises:
+        TrackingError: one line naming the URI and the reason.
+    """
+    if not cfg.enabled:
+        return
+    uri = tracking_uri(cfg)
+    if not _is_http(uri):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            if resp.status >= 400:
+                raise TrackingError(f"tracking server {uri} answered HTTP {resp.status}")
+    except urllib.error.HTTPError as exc:
+        raise TrackingError(f"tracking server {uri} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"tracking server {uri} is unreachable ({reason})") from None
+
+
+def _mlflow() -> Any:
+    """Import mlflow quietly (its import is ~2 s, so only stages that track pay it)."""
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return mlflow
+
+
+def _experiment_id(cfg: TrackingConfig) -> str:
+    """Point mlflow at the store and return the experiment id, creating it on first use."""
+    mlflow = _mlflow()
+    uri = _use_store(cfg)
+    client = mlflow.MlflowClient()
+    try:
+        exp = client.get_experiment_by_name(cfg.experiment)
+        if exp is None:
+            # A server decides its own artifact root; a local store gets ours, absolute so that
+            # runs started from another folder still find their artifacts.
+            location = None
+            if not _is_http(uri):
+                root = Path(cfg.artifact_location).resolve()
+                root.mkdir(parents=True, exist_ok=True)
+                location = root.as_uri()
+            return client.create_experiment(cfg.experiment, artifact_location=location)
+        if exp.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"experiment {cfg.experiment!r} is deleted in {uri}; restore it "
+                "(mlflow experiments restore) or set tracking.experiment"
+            )
+        return exp.experiment_id
+    except TrackingError:
+        raise
+    except Exception as exc:  # mlflow raises many types; the user needs one line
+        raise TrackingError(f"cannot use tracking store {uri}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _clean_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Flatten nested dicts to dotted keys; mlflow caps values at 6000 characters."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = str(value)[:6000]
+
+    walk("", params)
+    return out
+
+
+def _clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Keep numeric, finite metrics (nested dicts flattened to dotted keys)."""
+    out: dict[str, float] = {}
+    for key, value in _clean_params(metrics).items():
+        try:
+            num = float(value)
+        except ValueError:
+            continue
+        if num == num and abs(num) != float("inf"):
+            out[key] = num
+    return out
+
+
+class RunLogger:
+    """Thin handle on an open MLflow run; every method logs into that run."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._mlflow = _mlflow()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params (nested dicts flattened); re-logging a resumed run's params is skipped."""
+        client = self._mlflow.MlflowClient()
+        existing = client.get_run(self.run_id).data.params
+        fresh = {k: v for k, v in _clean_params(params).items() if k not in existing}
+        if fresh:
+            self._mlflow.log_params(fresh)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log the numeric entries of ``metrics`` at ``step``."""
+        clean = _clean_metrics(metrics)
+        if clean:
+            self._mlflow.log_metrics(clean, step=step)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags (values stringified)."""
+        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Log a file or a folder (missing paths are skipped: optional reports)."""
+        p = Path(path)
+        if p.is_dir():
+            self._mlflow.log_artifacts(str(p), artifact_path=artifact_path)
+        elif p.is_file():
+            self._mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log a string as an artifact file (e.g. a JSON report)."""
+        self._mlflow.log_text(text, artifact_file)
+
+    def log_dataset(
+        self,
+        frame: Any,
+        *,
+        name: str,
+        source: str,
+        digest: str,
+        context: str = "training",
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Record dataset lineage: a pandas table with our own digest (e.g. the manifest hash)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "source ... multiple ways" notice
+            ds = self._mlflow.data.from_pandas(frame, source=source, name=name, digest=digest[:36])
+        self._mlflow.log_input(ds, context=context, tags=dict(tags or {}))
+
+    def log_pyfunc(
+        self,
+        python_model: Any,
+        *,
+        artifacts: Mapping[str, str],
+        input_example: Any,
+        output_example: Any,
+        pip_requirements: list[str],
+        code_paths: list[str],
+        name: str = "model",
+    ) -> str:
+        """Log a pyfunc model with an inferred signature; returns its ``models:/`` URI."""
+        import warnings
+
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(input_example, output_example)
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_log.level
+        with warnings.catch_warnings():
+            # Logging a PythonModel instance is how artifacts travel; the cloudpickle notice
+            # and the type-hint hints are not actionable here.
+            warnings.simplefilter("ignore", UserWarning)
+            pyfunc_log.setLevel(logging.ERROR)
+            try:
+                info = self._mlflow.pyfunc.log_model(
+                    name=name,
+                    python_model=python_model,
+                    artifacts=dict(artifacts),
+                    signature=signature,
+                    input_example=input_example,
+                    pip_requirements=pip_requirements,
+                    code_paths=code_paths,
+                )
+            finally:
+                pyfunc_log.setLevel(level)
+        return info.model_uri
+
+
+@contextlib.contextmanager
+def open_run(
+    cfg: TrackingConfig,
+    *,
+    run_id: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Iterator[RunLogger | None]:
+    """Start (or re-open, given ``run_id``) a run; yields None when tracking is disabled.
+
+    A run whose body raises is marked FAILED (KeyboardInterrupt: KILLED) so the UI shows it.
+    """
+    if not cfg.enabled:
+        yield None
+        return
+    mlflow = _mlflow()
+    exp_id = _experiment_id(cfg)
+    try:
+        if run_id is not None:
+            active = mlflow.start_run(run_id=run_id)
+        else:
+            active = mlflow.start_run(
+                experiment_id=exp_id,
+                run_name=run_name,
+                tags={k: str(v) for k, v in (tags or {}).items()},
+            )
+    except Exception as exc:
+        raise TrackingError(f"cannot start run in {tracking_uri(cfg)}: {_one_line(exc)}") from None
+    status = "FINISHED"
+    try:
+        yield RunLogger(active.info.run_id)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        mlflow.end_run(status=status)
+
+
+def log_stage_run(
+    cfg: TrackingConfig,
+    stage: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    artifacts: list[Path],
+) -> str | None:
+    """Log one finished stage as one run tagged ``stage=<stage>``; returns the run id.
+
+    Nested params/metrics are flattened to dotted keys; non-numeric metrics are dropped;
+    missing artifact paths are skipped. Returns None when ``tracking.enabled`` is false.
+    """
+    with open_run(cfg, run_name=stage, tags={"stage": stage}) as run:
+        if run is None:
+            return None
+        run.log_params(params)
+        run.log_metrics(metrics)
+        for path in artifacts:
+            run.log_artifact(path)
+        return run.run_id
+
+
+def run_exists(cfg: TrackingConfig, run_id: str) -> bool:
+    """Whether ``run_id`` is a live run in the store in force."""
+    mlflow = _mlflow()
+    _use_store(cfg)
+    try:
+        return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
+    except Exception:
+        return False
+
+
+def run_metric(cfg: TrackingConfig, run_id: str, key: str) -> float | None:
+    """Latest value of a metric of a run, or None when the run never logged it."""
+    mlflow = _mlflow()
+    _use_store(cfg)
+    return mlflow.MlflowClient().get_run(run_id).data.metrics.get(key)
+
+
+def register_if_better(
+    cfg: TrackingConfig, *, model_uri: str, run_id: str, metric: str, value: float
+) -> dict[str, Any]:
+    """Register ``model_uri`` as ``cfg.registered_model``; move ``cfg.alias`` only if better.
+
+    The incumbent's score is read from its own run (metric ``metric``). Ties keep the incumbent,
+    so re-training an identical model does not churn the alias. A champion whose run lacks the
+    metric loses to any scored model.
+
+    Returns:
+        ``{"version", "champion" (bool: this version holds the alias), "previous_version",
+        "previous_value"}``.
+    """
+    mlflow = _mlflow()
+    _experiment_id(cfg)
+    client = mlflow.MlflowClient()
+    name = cfg.registered_model
+    try:
+        mv = mlflow.register_model(model_uri, name)
+        previous_version: str | None = None
+        previous_value: float | None = None
+        try:
+            incumbent = client.get_model_version_by_alias(name, cfg.alias)
+        except mlflow.exceptions.MlflowException:
+            incumbent = None
+        if incumbent is not None:
+            previous_version = str(incumbent.version)
+            if incumbent.run_id:
+                previous_value = client.get_run(incumbent.run_id).data.metrics.get(metric)
+        better = previous_value is None or value > previous_value
+        if better:
+            client.set_registered_model_alias(name, cfg.alias, mv.version)
+    except Exception as exc:
+        raise TrackingError(f"model registry {tracking_uri(cfg)}: {_one_line(exc)}") from None
+    return {
+        "version": str(mv.version),
+        "champion": bool(better),
+        "previous_version": previous_version,
+        "previous_value": previous_value,
+    }
+
+
+def download_model_artifacts(cfg: TrackingConfig, uri: str) -> Path:
+    """Download (or locate, for a local store) a logged model's files; returns the folder.
+
+    Raises:
+        ModelError: the URI does not resolve (unknown name, alias or run).
+    """
+    from fer.errors import ModelError
+
+    mlflow = _mlflow()
+    _use_store(cfg)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    except Exception as exc:
+        raise ModelError(
+            f"model {uri!r} not found in {tracking_uri(cfg)}: {_one_line(exc)}"
+        ) from None
+    return Path(local)

@@ -1,0 +1,327 @@
+"""The training loop, pure: tensors and config in, history out; no files, no MLflow.
+
+``fit`` calls ``on_epoch_end(record, checkpoint)`` after every epoch; the stage layer writes the
+checkpoint and logs the metrics. Everything random (init aside: seed before building the model)
+comes from one ``torch.Generator`` and torch's global RNG (dropout), both stored in the
+checkpoint, so ``fit(..., start_state=checkpoint)`` continues exactly where a killed run stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fer.datasets import AugmentSpec, batches, class_weights
+from fer.evaluation import accuracy, macro_f1
+from fer.preprocess import InputSpec, preprocess
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from fer.config import TrainConfig
+
+EpochCallback = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+@dataclass
+class FitData:
+    """uint8 crops ``(N, H, W, 3)`` and int labels for the train and validation splits."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    input_spec: InputSpec = field(default_factory=InputSpec)
+    num_classes: int = 3
+
+
+@dataclass
+class FitResult:
+    """History (one dict per epoch, columns of ``history.csv``) and the best weights."""
+
+    history: list[dict[str, Any]]
+    best_state: dict[str, Any] | None
+    best_epoch: int
+    best_val_macro_f1: float
+    stopped_early: bool
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        from fer.errors import ConfigError
+
+        raise ConfigError("train.device: cuda requested but no CUDA device is available")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Any,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    *,
+    total: int,
+    desc: str = "train",
+) -> dict[str, float]:
+    """One pass over ``loader`` (``(x, y)`` batches); returns loss, accuracy and images/s."""
+    import torch
+
+    from fer.progress import bar
+
+    model.train()
+    seen, loss_sum, correct = 0, 0.0, 0
+    start = time.perf_counter()
+    with bar(total=total, desc=desc, unit="img", leave=False) as pbar:
+        for x, y in loader:
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            optimizer.step()
+            n = int(y.shape[0])
+            seen += n
+            loss_sum += float(loss.detach()) * n
+            correct += int((logits.detach().argmax(1) == y).sum())
+            pbar.update(n)
+            elapsed = time.perf_counter() - start
+            pbar.set_postfix(
+                loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                ips=f"{seen / max(elapsed, 1e-9):.0f}",
+            )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    return {
+        "loss": loss_sum / max(seen, 1),
+        "acc": correct / max(seen, 1),
+        "images": seen,
+        "seconds": elapsed,
+        "images_per_s": seen / max(elapsed, 1e-9),
+    }
+
+
+def predict_proba(
+    model: nn.Module,
+    images: np.ndarray,
+    spec: InputSpec,
+    *,
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Softmax probabilities ``(N, classes)`` for uint8 crops, in eval mode, no gradients."""
+    import torch
+
+    model.eval()
+    out: list[np.ndarray] = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = preprocess(np.asarray(images[start : start + batch_size]), spec, device=device)
+            out.append(torch.softmax(model(x), dim=1).float().cpu().numpy())
+    if not out:
+        n_out = getattr(model, "num_classes", 3)
+        return np.zeros((0, n_out), dtype=np.float32)
+    return np.concatenate(out)
+
+
+def evaluate_loader(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    spec: InputSpec,
+    *,
+    batch_size: int = 256,
+    device: str = "cpu",
+    loss_fn: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Loss (unweighted cross-entropy unless ``loss_fn``), accuracy, macro-F1 and probabilities."""
+    import torch
+
+    probs = predict_proba(model, images, spec, batch_size=batch_size, device=device)
+    y = np.asarray(labels, dtype=np.int64)
+    if len(y) == 0:
+        return {"loss": float("nan"), "acc": 0.0, "macro_f1": 0.0, "probs": probs}
+    p = torch.from_numpy(probs).clamp_min(1e-12)
+    if loss_fn is None:
+        loss = float(torch.nn.functional.nll_loss(p.log(), torch.from_numpy(y)))
+    else:
+        loss = float(loss_fn(p.log().to(device), torch.from_numpy(y).to(device)))
+    pred = probs.argmax(axis=1)
+    k = probs.shape[1]
+    return {
+        "loss": loss,
+        "acc": accuracy(y, pred),
+        "macro_f1": macro_f1(y, pred, k),
+        "probs": probs,
+    }
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD (momentum) per ``train.optimizer``."""
+    import torch
+
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    """Per-epoch LR schedule: cosine to 0 over ``epochs``, step ÷10 every third, or none."""
+    import torch
+
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, cfg.epochs // 3))
+    return None
+
+
+def fit(
+    model: nn.Module,
+    data: FitData,
+    cfg: TrainConfig,
+    *,
+    device: str = "cpu",
+    on_epoch_end: EpochCallback | None = None,
+    start_state: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train with early stopping on validation macro-F1; restore the best weights at the end.
+
+    Args:
+        model: built and seeded by the caller, already on ``device``.
+        data: uint8 crops and labels.
+        cfg: the ``train`` section (epochs, lr, optimizer, schedule, patience, balance, augment).
+        device: ``cpu`` or ``cuda``.
+        on_epoch_end: called with the epoch's record (``history.csv`` columns plus
+            ``improved``) and a checkpoint dict (tensors shared with the live model: save it
+            before the next epoch, do not keep it).
+        start_state: a checkpoint from ``on_epoch_end`` (plus optionally ``best_state``, the
+            best weights) to resume from; training continues at the next epoch.
+
+    Returns:
+        FitResult; the model holds the best epoch's weights.
+    """
+    import torch
+
+    if len(data.train_y) == 0:
+        raise ValueError("no training samples")
+    k = data.num_classes
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    weight = None
+    sample_weights = None
+    if cfg.class_balance == "weights":
+        weight = torch.as_tensor(class_weights(data.train_y, k), dtype=torch.float32).to(device)
+    elif cfg.class_balance == "sampler":
+        cw = class_weights(data.train_y, k)
+        sample_weights = cw[np.asarray(data.train_y)]
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+    augment = (
+        AugmentSpec(cfg.flip, cfg.rotation_deg, cfg.crop_jitter, cfg.color_jitter)
+        if cfg.augment
+        else None
+    )
+    history: list[dict[str, Any]] = []
+    best_f1, best_epoch, bad_epochs = -1.0, 0, 0
+    best_state: dict[str, Any] | None = None
+    first_epoch = 1
+    if start_state is not None:
+        model.load_state_dict(start_state["model"])
+        optimizer.load_state_dict(start_state["optimizer"])
+        if scheduler is not None and start_state.get("scheduler") is not None:
+            scheduler.load_state_dict(start_state["scheduler"])
+        gen.set_state(start_state["generator"])
+        torch.set_rng_state(start_state["torch_rng"])
+        if device == "cuda" and start_state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(start_state["cuda_rng"])
+        history = [dict(r) for r in start_state["history"]]
+        best_f1 = float(start_state["best_val_macro_f1"])
+        best_epoch = int(start_state["best_epoch"])
+        bad_epochs = int(start_state["bad_epochs"])
+        best_state = start_state.get("best_state")
+        first_epoch = int(start_state["epoch"]) + 1
+
+    stopped_early = False
+    patience = cfg.early_stopping_patience
+    if patience and bad_epochs >= patience:
+        stopped_early = True  # a run that had already stopped resumes to a no-op
+        first_epoch = cfg.epochs + 1
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        loader = batches(
+            data.train_x, data.train_y, batch_size=cfg.batch_size, input_spec=data.input_spec,
+            device=device, gen=gen, shuffle=True, sample_weights=sample_weights, augment=augment,
+        )  # fmt: skip
+        tr = train_one_epoch(
+            model, loader, optimizer, loss_fn, total=len(data.train_y),
+            desc=f"epoch {epoch}/{cfg.epochs}",
+        )  # fmt: skip
+        if scheduler is not None:
+            scheduler.step()
+        ev = evaluate_loader(
+            model, data.val_x, data.val_y, data.input_spec,
+            batch_size=max(cfg.batch_size, 256), device=device,
+        )  # fmt: skip
+        # With no validation split, training accuracy is the only signal left.
+        score = ev["macro_f1"] if len(data.val_y) else tr["acc"]
+        improved = score > best_f1
+        if improved:
+            best_f1, best_epoch, bad_epochs = score, epoch, 0
+            best_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        record = {
+            "epoch": epoch,
+            "train_loss": tr["loss"],
+            "train_acc": tr["acc"],
+            "val_loss": ev["loss"],
+            "val_acc": ev["acc"],
+            "val_macro_f1": ev["macro_f1"],
+            "lr": lr,
+            "images_per_s": tr["images_per_s"],
+        }
+        history.append(record)
+        stop = bool(patience) and bad_epochs >= patience
+        if on_epoch_end is not None:
+            checkpoint = {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
+                "history": copy.deepcopy(history),
+                "best_val_macro_f1": best_f1,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+            }
+            on_epoch_end({**record, "improved": improved, "stop": stop}, checkpoint)
+        if stop:
+            stopped_early = True
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(
+        history=history,
+        best_state=best_state,
+        best_epoch=best_epoch,
+        best_val_macro_f1=max(best_f1, 0.0),
+        stopped_early=stopped_early,
+    )

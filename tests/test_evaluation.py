@@ -1,0 +1,79 @@
+"""Metrics against scikit-learn, worst-mistake ranking, figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from fer.evaluation import (
+    classification_report,
+    confusion,
+    confusion_figure,
+    curves_figure,
+    macro_f1,
+    mistakes_figure,
+    save_figure,
+    worst_mistakes,
+)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_match_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    y = rng.integers(0, 3, n)
+    # Some seeds leave a class out of the predictions or the truth: zero-division paths.
+    p = rng.integers(0, 2 if seed % 2 else 3, n)
+    report = classification_report(y, p)
+    assert report["accuracy"] == pytest.approx(accuracy_score(y, p))
+    assert report["macro_f1"] == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert macro_f1(y, p) == pytest.approx(report["macro_f1"])
+    prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=[0, 1, 2], zero_division=0)
+    for i, cls in enumerate(("positive", "negative", "neutral")):
+        assert report["per_class"][cls]["precision"] == pytest.approx(prec[i])
+        assert report["per_class"][cls]["recall"] == pytest.approx(rec[i])
+        assert report["per_class"][cls]["f1"] == pytest.approx(f1[i])
+        assert report["per_class"][cls]["support"] == sup[i]
+    assert np.array_equal(confusion(y, p), confusion_matrix(y, p, labels=[0, 1, 2]))
+
+
+def test_confusion_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="length"):
+        confusion([0, 1], [0])
+    with pytest.raises(ValueError, match="labels"):
+        confusion([0, 3], [0, 1])
+    assert classification_report([], [])["accuracy"] == 0.0
+
+
+def test_worst_mistakes_ranks_confident_errors_first() -> None:
+    y = np.array([0, 1, 2, 0])
+    probs = np.array(
+        [[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.05, 0.9, 0.05], [0.4, 0.5, 0.1]]
+    )  # rows 1, 2, 3 are wrong; row 2 gives its true class 0.05
+    assert worst_mistakes(y, probs, 10).tolist() == [2, 1, 3]
+    assert worst_mistakes(y, probs, 1).tolist() == [2]
+    assert worst_mistakes(y, probs, 0).size == 0
+
+
+def test_figures_render_to_png(tmp_path: Path) -> None:
+    import pandas as pd
+
+    save_figure(confusion_figure(np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])), tmp_path / "c.png")
+    hist = pd.DataFrame(
+        {"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [1.1, 0.7],
+         "train_acc": [0.5, 0.8], "val_acc": [0.4, 0.7], "val_macro_f1": [0.3, 0.6]}
+    )  # fmt: skip
+    save_figure(curves_figure(hist), tmp_path / "h.png")
+    crops = np.zeros((3, 64, 64, 3), np.uint8)
+    save_figure(mistakes_figure(crops, ["a"] * 3, ["b"] * 3, [0.9, 0.8, 0.7]), tmp_path / "m.png")
+    save_figure(mistakes_figure(crops[:0], [], [], []), tmp_path / "empty.png")
+    for name in ("c.png", "h.png", "m.png", "empty.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
