@@ -160,8 +160,9 @@ def run_batches(
     """Run :func:`process_batch` over ``batches``, yielding each batch's results.
 
     ``local`` with one worker runs in this process (OpenCV keeps its own threads); more
-    workers use a spawn-based process pool, one OpenCV thread each. ``dask`` maps the same
-    function over a Dask cluster (``dask_address`` or a fresh ``LocalCluster``).
+    workers use a spawn-based process pool, one OpenCV thread each. ``dask`` runs the same
+    function as Prefect tasks in a ``detect-batches`` flow on a Dask cluster through
+    ``prefect_dask`` (``dask_address`` or a fresh ``LocalCluster`` of ``workers``).
     """
     n = resolve_workers(workers)
     if executor == "dask":
@@ -240,46 +241,11 @@ def _run_pool(spec: WorkerSpec, batches: Iterable[list[Task]], n: int) -> Iterat
 def _run_dask(
     spec: WorkerSpec, batches: Iterable[list[Task]], n: int, address: str | None
 ) -> Iterator[list[Result]]:
-    """The same batches on Dask: ``client.submit`` with a bounded window and ``as_completed``."""
-    import logging
+    """The same batches as Prefect tasks on Dask (``prefect_dask.DaskTaskRunner``).
 
-    from dask.distributed import Client, LocalCluster, as_completed
+    See :mod:`fer.faces.prefect_dask`: a ``detect-batches`` flow on ``address`` or on a fresh
+    ``LocalCluster`` of ``n`` single-threaded worker processes, with a bounded window.
+    """
+    from fer.faces.prefect_dask import run_batches_prefect
 
-    cluster = None
-    if address:
-        client = Client(address)
-    else:
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
-    try:
-        source = iter(batches)
-        pending: dict[Any, list[Task]] = {}
-        ac = as_completed()
-        for batch in source:
-            fut = client.submit(process_batch, spec, batch, pure=False)
-            pending[fut] = batch
-            ac.add(fut)
-            if len(pending) >= 2 * n:
-                break
-        for fut in ac:
-            batch = pending.pop(fut)
-            try:
-                yield fut.result()
-            except Exception as exc:
-                yield _crashed(batch, f"{type(exc).__name__}: {exc}")
-            nxt = next(source, None)
-            if nxt is not None:
-                new = client.submit(process_batch, spec, nxt, pure=False)
-                pending[new] = nxt
-                ac.add(new)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    yield from run_batches_prefect(spec, batches, n, address)

@@ -95,6 +95,11 @@ def run(cfg: Config) -> dict[str, Any]:
             workers = 1  # a few new images: spawning a pool would cost more than the work
         # Small runs get smaller batches so no worker idles while another finishes a big one.
         size = max(1, min(dcfg.batch_size, math.ceil(len(tasks) / (16 * workers))))
+        if dcfg.executor == "dask":
+            # A Prefect task costs ~0.2-0.5 worker-s (benchmarks/bench_dask.py): keep batches
+            # near batch_size, split evenly into whole rounds of `workers` tasks.
+            rounds = max(1, math.ceil(len(tasks) / (workers * dcfg.batch_size)))
+            size = max(1, math.ceil(len(tasks) / (workers * rounds)))
         detected = crops_written = 0
         with bar(total=len(tasks), desc="detect", unit="img") as progress:
             for batch_results in run_batches(
