@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.project import BIN, ROOT, sh  # noqa: E402
+from tests.project import BIN, ROOT, sh
 
 STAGE_COMMANDS = [
     ["fer", "sample"], ["fer", "ingest"], ["fer", "detect"], ["fer", "validate"], ["fer", "split"],
@@ -57,7 +57,9 @@ def main() -> None:
         direct = make(Path(tmp) / "direct", args.set)
         models = load_config(direct / "params.yaml").train.models
         commands = STAGE_COMMANDS + [
-            c for m in models for c in (["fer", "train", "--model", m], ["fer", "evaluate", "--model", m])
+            c
+            for m in models
+            for c in (["fer", "train", "--model", m], ["fer", "evaluate", "--model", m])
         ]
         per_stage = {" ".join(c[1:]): timed(direct, *[str(BIN / c[0]), *c[1:]]) for c in commands}
         t_direct = sum(per_stage.values())
@@ -72,7 +74,8 @@ def main() -> None:
     print(f"| stage commands, direct | {t_direct:.1f} | 1.00 |")
     print(f"| `dvc repro` | {t_dvc:.1f} | {t_dvc / t_direct:.2f} |")
     print(f"| `fer pipeline` (Prefect → dvc) | {t_flow:.1f} | {t_flow / t_direct:.2f} |")
-    print(f"\ncommand: python benchmarks/bench_orchestration.py {' '.join('--set ' + s for s in args.set)}")
+    sets = " ".join(f"--set {s}" for s in args.set)
+    print(f"\ncommand: python benchmarks/bench_orchestration.py {sets}")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ def sh(
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"`{' '.join(cmd)}` exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            f"`{' '.join(cmd)}` exited {proc.returncode}\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
     return proc
 
