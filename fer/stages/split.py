@@ -1,0 +1,112 @@
+"""`fer split`: faces → ``data/splits.parquet`` (group-aware, stratified, seeded).
+
+Inputs: ``data/faces.parquet`` and validation's ``quarantine.csv``, ``label_issues.csv`` and
+``duplicates.csv``. Quarantined images and ``exclude``d faces never appear in the output;
+``relabel``led faces carry the suggested label in ``label`` (``given_label`` keeps the original).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fer import CLASSES
+from fer import io as fio
+from fer.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fer.config import Config
+
+OUT_COLUMNS = [
+    "face_id",
+    "image_id",
+    "path",
+    "crop_path",
+    "expression",
+    "given_label",
+    "label",
+    "split",
+    "group",
+]
+_NEEDS = {
+    "quarantine.csv": ["path", "image_id", "reason"],
+    "label_issues.csv": ["face_id", "suggested_label", "action"],
+    "duplicates.csv": ["group", "path"],
+}
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Write the split table; returns per-split counts and exclusion counts."""
+    import pandas as pd
+
+    from fer.splitting import SPLITS, apply_label_actions, assign_splits, leakage_groups
+
+    s = cfg.split
+    faces_path = Path(cfg.detect.faces)
+    if not faces_path.is_file():
+        raise InputError(f"{faces_path}: not found (run `fer detect` first)")
+    faces = pd.read_parquet(faces_path)
+    missing = [c for c in [*OUT_COLUMNS[:5], "label"] if c not in faces.columns]
+    if missing:
+        raise InputError(f"{faces_path}: missing column {missing[0]!r}")
+    val_dir = Path(cfg.validate_.out_dir)
+    quarantine, issues, dups = (_read_csv(val_dir / name) for name in _NEEDS)
+
+    excluded: dict[str, int] = {}
+    in_quarantine = faces["path"].isin(set(quarantine["path"]))
+    excluded["quarantined"] = int(in_quarantine.sum())
+    faces = faces[~in_quarantine]
+    faces, drop = apply_label_actions(faces, issues)
+    excluded["label_issue"] = int(drop.sum())
+    faces = faces[~drop]
+    unknown = ~faces["label"].isin(CLASSES)
+    excluded["unknown_label"] = int(unknown.sum())
+    faces = faces[~unknown].sort_values("face_id").reset_index(drop=True)
+    if faces.empty:
+        raise InputError(f"{faces_path}: no face left to split after quarantine and exclusions")
+
+    dup_of = dict(zip(dups["path"], dups["group"], strict=False))
+    faces["group"] = leakage_groups(list(faces["path"]), list(faces["image_id"]), dup_of)
+    fractions = {"train": s.train, "val": s.val, "test": s.test}
+    faces["split"] = assign_splits(list(faces["group"]), list(faces["label"]), fractions, s.seed)
+    out = faces[OUT_COLUMNS].astype({c: str for c in OUT_COLUMNS})
+    fio.write_parquet(out, s.out)
+
+    table = pd.crosstab(out["split"], out["label"]).reindex(
+        index=list(SPLITS), columns=list(CLASSES), fill_value=0
+    )
+    relabelled = int((out["label"] != out["given_label"]).sum())
+    print(_summary(table, excluded, relabelled, s.out))
+    return {
+        "faces": len(out),
+        "groups": int(out["group"].nunique()),
+        "relabelled": relabelled,
+        "excluded": excluded,
+        "counts": {sp: {c: int(table.loc[sp, c]) for c in CLASSES} for sp in SPLITS},
+    }
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run `fer validate` first)")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in _NEEDS[path.name] if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r}")
+    return df
+
+
+def _summary(table: pd.DataFrame, excluded: dict[str, int], relabelled: int, out: Path) -> str:
+    width = max(len(c) for c in CLASSES) + 2
+    header = "".join(f"{c:>{width}}" for c in (*CLASSES, "total"))
+    lines = [f"split: wrote {out}", f"{'split':<7}{header}"]
+    for split, row in table.iterrows():
+        cells = "".join(f"{int(row[c]):>{width}}" for c in CLASSES)
+        lines.append(f"{split:<7}{cells}{int(row.sum()):>{width}}")
+    dropped = ", ".join(f"{k} {v}" for k, v in excluded.items())
+    lines.append(f"excluded faces: {dropped}; relabelled: {relabelled}")
+    return "\n".join(lines)

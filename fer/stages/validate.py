@@ -1,0 +1,391 @@
+"""`fer validate`: the data gate, no-face quarantine, label issues and duplicates.
+
+Reads the manifest, detections and faces tables (docs/data-contracts.md) and writes, atomically,
+``data/validation/{report.html, summary.json, quarantine.csv, label_issues.csv,
+duplicates.csv}`` and ``metrics/validate.json``, then logs a run to MLflow. When a blocking
+expectation fails the outputs are still written (the report says why), the one-screen summary
+is printed, and :class:`fer.errors.GateError` stops the pipeline (exit code 1). The expensive
+parts (duplicates, K-fold) are skipped when the gate has already failed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fer import CLASSES
+from fer import io as fio
+from fer.errors import GateError, InputError
+from fer.progress import bar
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fer.config import Config
+    from fer.validation.duplicates import Fingerprint
+
+ISSUE_COLUMNS = ["face_id", "path", "given_label", "suggested_label", "score", "action"]
+DUPLICATE_COLUMNS = ["group", "path", "image_id", "kind"]
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Validate the data; returns the metrics written to ``validate.metrics``.
+
+    Raises:
+        InputError: an input table is missing or unreadable.
+        GateError: a blocking expectation failed (outputs are written first).
+    """
+    from fer.labels import Taxonomy
+    from fer.validation import expectations, quarantine, report
+
+    v = cfg.validate_
+    t0 = time.perf_counter()
+    manifest = _read_table(cfg.ingest.manifest, "fer ingest")
+    detections = _read_table(cfg.detect.images, "fer detect")
+    faces = _read_table(cfg.detect.faces, "fer detect")
+    has_crop_path = "crop_path" in faces.columns
+    crop_exists = [Path(p).is_file() for p in faces["crop_path"]] if has_crop_path else []
+    if not has_crop_path:
+        crop_exists = [False] * len(faces)
+
+    results = expectations.check_data(
+        manifest, detections, faces, crop_exists, v, Taxonomy(cfg.taxonomy).expressions
+    )
+    blocking = expectations.blocking_failures(results)
+    columns_ok = not any(r.check == "columns" and not r.success for r in results)
+    notes: list[str] = []
+    if not columns_ok:
+        notes.append(
+            "input tables break the contract: quarantine, duplicates and label issues skipped"
+        )
+
+    empty_q = quarantine.build_quarantine(manifest.head(0), detections.head(0))
+    q, restored, unknown = empty_q, [], []
+    dups = _empty(DUPLICATE_COLUMNS)
+    issues = _empty(ISSUE_COLUMNS)
+    truth_metrics: dict[str, Any] = {}
+    facts: dict[str, Any] = {}
+    if columns_ok:
+        bad_crops = {p for p, ok in zip(faces["path"], crop_exists, strict=True) if not ok}
+        crops: np.ndarray | None = None
+        crop_prints: list[Fingerprint | None] = []
+        readable = np.zeros(len(faces), dtype=bool)
+        if not blocking:
+            crops, crop_prints, readable = _decode_crops(list(faces["crop_path"]), v.cv_input_size)
+            bad_crops |= set(faces["path"][~readable])
+        q = quarantine.build_quarantine(
+            manifest,
+            detections,
+            sorted(bad_crops),
+            min_width=v.min_width,
+            min_height=v.min_height,
+            max_width=v.max_width,
+            max_height=v.max_height,
+        )
+        q, restored, unknown = quarantine.apply_restore(q, _restore_list(v.restore_list))
+        if unknown:
+            notes.append(
+                f"{len(unknown)} restore-list path(s) were not quarantined: {unknown[:3]}"
+            )
+        if blocking:
+            notes.append("duplicates and label issues were skipped because the gate failed")
+        else:
+            assert crops is not None
+            dups = _duplicates(cfg, manifest, faces, crop_prints, notes)
+            issues, scored = _label_issues(cfg, faces, crops, readable, q, dups)
+            truth_metrics = _score_truth(v.truth, detections, faces, q, issues, scored)
+        facts = {
+            "quarantined": len(q),
+            "quarantine_reasons": quarantine.reason_counts(q),
+            "restored": len(restored),
+            "label_issues": len(issues),
+            "label_action": v.label_action,
+            "duplicate_groups": int(dups["group"].nunique()),
+            "duplicate_images": len(dups),
+        }
+    facts["notes"] = notes
+
+    rates = expectations.compute_rates(manifest, detections, faces)
+    metrics: dict[str, Any] = {
+        "gate_passed": int(not blocking),
+        "expectations": len(results),
+        "failed_blocking": len(blocking),
+        "failed_warning": sum(1 for r in results if not r.success and r.level == "warning"),
+        **{k: round(val, 6) for k, val in rates.items()},
+        "images": len(manifest),
+        "faces": len(faces),
+        "quarantined": len(q),
+        "label_issues": len(issues),
+        "duplicate_groups": int(dups["group"].nunique()),
+        "duplicate_images": len(dups),
+        **truth_metrics,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    out = Path(v.out_dir)
+    report_path = out / "report.html"
+    html = report.render_html(
+        results, metrics, quarantine=q, label_issues=issues, duplicates=dups, notes=notes
+    )
+    summary = {
+        "gate_passed": not blocking,
+        "expectations": [r.as_dict() for r in results],
+        "facts": facts,
+        "restored": restored,
+        "restore_unknown": unknown,
+    }
+    fio.write_csv(q, out / "quarantine.csv")
+    fio.write_csv(issues, out / "label_issues.csv")
+    fio.write_csv(dups, out / "duplicates.csv")
+    fio.write_json(out / "summary.json", summary)
+    fio.write_text(report_path, html)
+    fio.write_json(v.metrics, metrics)
+    _log(cfg, metrics, [report_path, out / "summary.json", out / "label_issues.csv"], notes)
+
+    text = report.summary_text(results, facts, str(report_path))
+    print(text, file=sys.stderr if blocking else sys.stdout)
+    if blocking:
+        names = ", ".join(r.name for r in blocking[:5]) + (" ..." if len(blocking) > 5 else "")
+        raise GateError(f"{len(blocking)} blocking expectation(s) failed: {names}")
+    return metrics
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def _read_table(path: Path, producer: str) -> pd.DataFrame:
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: not found (run `{producer}` first)")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise InputError(f"{path}: cannot read parquet ({type(exc).__name__})") from None
+
+
+def _restore_list(path: Path | None) -> list[str]:
+    from fer.validation.quarantine import parse_restore_list
+
+    if path is None or not Path(path).is_file():
+        return []
+    return parse_restore_list(Path(path).read_text(encoding="utf-8"))
+
+
+def _decode_crops(
+    paths: list[str], size: int
+) -> tuple[np.ndarray, list[Fingerprint | None], np.ndarray]:
+    """Every crop once (exact duplicates share a file): downsampled array, fingerprint (None
+    when unreadable or too flat to compare) and readable flag per face."""
+    import cv2
+
+    from fer.validation.duplicates import fingerprint
+
+    images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    hashes: list[Fingerprint | None] = []
+    readable = np.zeros(len(paths), dtype=bool)
+    cache: dict[str, tuple[np.ndarray, Fingerprint | None] | None] = {}
+    for i, p in enumerate(bar(paths, desc="decode crops", unit="crop")):
+        if p not in cache:
+            # is_file first: cv2.imread logs a warning for every missing path.
+            bgr = cv2.imread(p, cv2.IMREAD_COLOR) if Path(p).is_file() else None
+            if bgr is None:
+                cache[p] = None
+            else:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                small = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+                cache[p] = (small, fingerprint(rgb))
+        hit = cache[p]
+        if hit is None:
+            hashes.append(None)
+        else:
+            images[i] = hit[0]
+            readable[i] = True
+            hashes.append(hit[1])
+    return images, hashes, readable
+
+
+def _image_print(path: Path, max_pixels: int) -> Fingerprint | None:
+    """Fingerprint of a raw image, decoded at half size when cv2 can (ingest vetted the file)."""
+    import cv2
+
+    from fer.data.images import DecodeError, load_rgb
+    from fer.validation.duplicates import fingerprint
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_2)
+    if bgr is not None and bgr.size:
+        return fingerprint(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    try:  # formats cv2 cannot read (GIF, some TIFF): the project's safe decoder
+        return fingerprint(load_rgb(path, max_pixels=max_pixels))
+    except DecodeError:
+        return None
+
+
+def _duplicates(
+    cfg: Config,
+    manifest: pd.DataFrame,
+    faces: pd.DataFrame,
+    crop_prints: list[Fingerprint | None],
+    notes: list[str],
+) -> pd.DataFrame:
+    import pandas as pd
+
+    from fer.validation import duplicates as d
+
+    ok = manifest[manifest["status"] == "ok"].sort_values("path")
+    paths = list(ok["path"])
+    raw = Path(cfg.ingest.raw_dir)
+    prints = [
+        _image_print(raw / p, cfg.ingest.max_pixels)
+        for p in bar(paths, desc="hash images", unit="img")
+    ]
+    if any(fp is None for fp in prints):
+        n_flat = sum(fp is None for fp in prints)
+        notes.append(f"{n_flat} image(s) unreadable or too flat for near-duplicate matching")
+    index = {p: i for i, p in enumerate(paths)}
+    owners = [index.get(p, -1) for p in faces["path"]]
+    usable = [k for k, o in enumerate(owners) if o >= 0]
+    v = cfg.validate_
+    links = d.crop_links(
+        [owners[k] for k in usable],
+        [crop_prints[k] for k in usable],
+        max_distance=v.near_duplicate_distance,
+        max_rms=v.near_duplicate_rms,
+    )
+    rows = d.duplicate_groups(
+        paths,
+        list(ok["id"]),
+        prints,
+        links,
+        max_distance=v.near_duplicate_distance,
+        max_rms=v.near_duplicate_rms,
+    )
+    return pd.DataFrame(rows, columns=DUPLICATE_COLUMNS) if rows else _empty(DUPLICATE_COLUMNS)
+
+
+def _label_issues(
+    cfg: Config,
+    faces: pd.DataFrame,
+    crops: np.ndarray,
+    readable: np.ndarray,
+    q: pd.DataFrame,
+    dups: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """K-fold probabilities + confident learning over every usable face.
+
+    Returns the flagged faces (``label_issues.csv``) and every scored face with its flag.
+    """
+    import pandas as pd
+
+    from fer.validation import cv_model
+    from fer.validation import label_issues as li
+
+    v = cfg.validate_
+    quarantined = set(q["path"])
+    usable = np.array(
+        [
+            (p not in quarantined) and ok and (lab in CLASSES)
+            for p, ok, lab in zip(faces["path"], readable, faces["label"], strict=True)
+        ],
+        dtype=bool,
+    )
+    scored = faces.loc[usable, ["face_id", "image_id", "path", "label"]].reset_index(drop=True)
+    if len(scored) < 2 * v.folds or scored["label"].nunique() < 2:
+        scored["flagged"] = False
+        return _empty(ISSUE_COLUMNS), scored
+    labels = np.array([CLASSES.index(c) for c in scored["label"]])
+    group_of = dict(zip(dups["path"], dups["group"], strict=False))
+    groups = [group_of.get(p, i) for p, i in zip(scored["path"], scored["image_id"], strict=True)]
+    settings = cv_model.CVSettings(
+        folds=v.folds, epochs=v.cv_epochs, seed=v.seed, input_size=v.cv_input_size
+    )
+    progress = bar(total=v.folds, desc="K-fold label check", unit="fold")
+    probs = cv_model.out_of_fold_probs(
+        crops[usable],
+        labels,
+        len(CLASSES),
+        settings,
+        groups=groups,
+        on_fold=lambda done, total: progress.update(1),
+    )
+    progress.close()
+    flagged = li.find_label_issues(labels, probs)
+    suggested = probs.argmax(axis=1)
+    suggested_conf = probs[np.arange(len(probs)), suggested]
+    actions = li.decide_actions(flagged, suggested_conf, v.label_action, v.relabel_threshold)
+    scored["flagged"] = flagged
+    issues = pd.DataFrame(
+        {
+            "face_id": scored["face_id"],
+            "path": scored["path"],
+            "given_label": scored["label"],
+            "suggested_label": [CLASSES[k] for k in suggested],
+            "score": np.round(li.issue_scores(labels, probs), 6),
+            "action": actions,
+        }
+    )[flagged]
+    issues = issues.sort_values(["score", "face_id"], ascending=[False, True])
+    return issues.reset_index(drop=True), scored
+
+
+def _score_truth(
+    truth_path: Path | None,
+    detections: pd.DataFrame,
+    faces: pd.DataFrame,
+    q: pd.DataFrame,
+    issues: pd.DataFrame,
+    scored: pd.DataFrame,
+) -> dict[str, Any]:
+    """Sandbox only: P/R/F1 of mislabel and no-face detection against ``sample_truth.csv``."""
+    import pandas as pd
+
+    from fer.validation.label_issues import precision_recall_f1
+
+    if truth_path is None or not Path(truth_path).is_file():
+        return {}
+    truth = pd.read_csv(truth_path).drop_duplicates("path").set_index("path")
+    out: dict[str, Any] = {}
+    # Mislabels, image level: an image is flagged when any of its faces is.
+    per_image = scored.groupby("path")["flagged"].any()
+    known = per_image.index.intersection(truth.index)
+    if len(known):
+        m = precision_recall_f1(
+            per_image.loc[known].to_numpy(), truth.loc[known, "mislabeled"].astype(bool)
+        )
+        out["mislabel"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
+    ok = detections[detections["status"] == "ok"]
+    ok = ok[ok["path"].isin(truth.index)]
+    if len(ok):
+        no_face_truth = truth.loc[ok["path"], "n_faces"].to_numpy() == 0
+        m = precision_recall_f1((ok["n_faces"] == 0).to_numpy(), no_face_truth)
+        out["no_face"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
+        # Faces from truly face-less images that are not quarantined would reach training.
+        empty_paths = set(ok["path"][no_face_truth])
+        leaked = faces["path"].isin(empty_paths) & ~faces["path"].isin(set(q["path"]))
+        if "action" in issues and len(issues):
+            excluded = set(issues.loc[issues["action"] == "exclude", "face_id"])
+            leaked &= ~faces["face_id"].isin(excluded)
+        out["no_face_images_reaching_training"] = int(faces.loc[leaked, "path"].nunique())
+    return out
+
+
+def _log(cfg: Config, metrics: dict[str, Any], artifacts: list[Path], notes: list[str]) -> None:
+    """One MLflow run for this stage, through fer.tracking (never mlflow directly)."""
+    if not cfg.tracking.enabled:
+        return
+    try:
+        from fer import tracking
+    except ImportError:
+        notes.append("fer.tracking is not available; MLflow logging skipped")
+        return
+    log = getattr(tracking, "log_stage_run", None)
+    if log is None:
+        notes.append("fer.tracking.log_stage_run is missing; MLflow logging skipped")
+        return
+    log(cfg.tracking, "validate", cfg.validate_.model_dump(mode="json"), metrics, artifacts)

@@ -1,0 +1,389 @@
+"""`fer validate` end to end on a tiny generated project: outputs, gate, quarantine, restore."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from fer import CLASSES
+from fer.cli import main
+
+TAXONOMY = {"positive": ["happy"], "negative": ["angry"], "neutral": ["calm"]}
+FOLDER = {"positive": "happy", "negative": "angry", "neutral": "calm"}
+
+
+def draw(cls: str, rng: np.random.Generator, size: int) -> np.ndarray:
+    """A toy face whose class is a shape: disc, triangle or bar."""
+    img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    color = tuple(int(c) for c in rng.integers(120, 256, 3))
+    c, r = size // 2 + int(rng.integers(-4, 5)), size // 4 + int(rng.integers(-3, 4))
+    if cls == "positive":
+        cv2.circle(img, (c, c), r, color, -1)
+    elif cls == "negative":
+        cv2.fillPoly(
+            img, [np.array([[c, c - r], [c - r, c + r], [c + r, c + r]], np.int32)], color
+        )
+    else:
+        cv2.rectangle(img, (c - r, c - r // 3), (c + r, c + r // 3), color, -1)
+    return img
+
+
+def build_project(
+    root: Path, n_faces: int = 150, seed: int = 0, tracking: bool = False, folds: int = 5
+) -> dict:
+    """Raw tree, manifest, detections, faces + crops and sample truth, per the data contracts."""
+    rng = np.random.default_rng(seed)
+    manifest, detections, faces, truth = [], [], [], []
+    flipped = set(rng.permutation(n_faces)[: n_faces // 10].tolist())
+
+    def add_image(path: str, img: np.ndarray | None, given: str, true: str, n: int) -> str:
+        full = root / "data" / "raw" / path
+        full.parent.mkdir(parents=True, exist_ok=True)
+        if img is not None:
+            cv2.imwrite(str(full), img)
+        data = full.read_bytes()
+        import hashlib
+
+        image_id = hashlib.sha256(data).hexdigest()
+        manifest.append(
+            dict(
+                id=image_id,
+                path=path,
+                expression=FOLDER[given],
+                label=given,
+                bytes=len(data),
+                width=128,
+                height=128,
+                format="JPEG",
+                status="ok",
+                reason="",
+                duplicate_of="",
+            )
+        )
+        truth.append(
+            dict(
+                path=path,
+                given_expression=FOLDER[given],
+                true_expression=FOLDER[true],
+                given_class=given,
+                true_class=true,
+                mislabeled=given != true,
+                n_faces=n,
+                boxes="[]",
+            )
+        )
+        return image_id
+
+    def add_face(path: str, image_id: str, label: str, crop: np.ndarray) -> None:
+        crop_path = f"data/faces/{image_id[:2]}/{image_id[:16]}_0.png"
+        (root / crop_path).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / crop_path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        detections.append(
+            dict(
+                image_id=image_id,
+                path=path,
+                expression=FOLDER[label],
+                label=label,
+                n_faces=1,
+                n_crops=1,
+                status="ok",
+                reason="",
+            )
+        )
+        faces.append(
+            dict(
+                face_id=f"{abs(hash(path)) % 10**12:012d}_0",
+                image_id=image_id,
+                path=path,
+                expression=FOLDER[label],
+                label=label,
+                face_index=0,
+                x=32,
+                y=32,
+                w=64,
+                h=64,
+                score=0.95,
+                crop_path=crop_path,
+                n_faces=1,
+            )
+        )
+
+    for i in range(n_faces):
+        true = CLASSES[i % 3]
+        given = CLASSES[(i + 1) % 3] if i in flipped else true
+        crop = draw(true, rng, 64)
+        img = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
+        img[32:96, 32:96] = crop
+        path = f"{FOLDER[given]}/{i:04d}.jpg"
+        add_face(path, add_image(path, img, given, true, 1), given, crop)
+    # An exact copy under another folder name, and a re-encoded near copy.
+    src = root / "data/raw" / manifest[0]["path"]
+    crop0 = cv2.cvtColor(cv2.imread(str(root / faces[0]["crop_path"])), cv2.COLOR_BGR2RGB)
+    for path, img in (("happy/copy.jpg", None), ("happy/near.jpg", cv2.imread(str(src)))):
+        if img is None:
+            (root / "data/raw" / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / "data/raw" / path).write_bytes(src.read_bytes())
+        else:
+            _, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 60])
+            (root / "data/raw" / path).write_bytes(buf.tobytes())
+        add_face(path, add_image(path, None, "positive", "positive", 1), "positive", crop0)
+    # Scenes without a face, one the detector crashed on, and a truncated file.
+    for k in range(6):
+        path = f"calm/empty{k}.jpg"
+        image_id = add_image(
+            path, rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), "neutral", "neutral", 0
+        )
+        detections.append(
+            dict(
+                image_id=image_id,
+                path=path,
+                expression="calm",
+                label="neutral",
+                n_faces=0,
+                n_crops=0,
+                status="ok",
+                reason="",
+            )
+        )
+    path = "angry/crash.jpg"
+    image_id = add_image(path, draw("negative", rng, 128), "negative", "negative", 1)
+    detections.append(
+        dict(
+            image_id=image_id,
+            path=path,
+            expression="angry",
+            label="negative",
+            n_faces=0,
+            n_crops=0,
+            status="error",
+            reason="RuntimeError: boom",
+        )
+    )
+    (root / "data/raw/happy/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    manifest.append(
+        dict(
+            id="",
+            path="happy/broken.jpg",
+            expression="happy",
+            label="positive",
+            bytes=16,
+            width=0,
+            height=0,
+            format="",
+            status="rejected",
+            reason="truncated",
+            duplicate_of="",
+        )
+    )
+    data = root / "data"
+    pd.DataFrame(manifest).to_parquet(data / "manifest.parquet")
+    pd.DataFrame(detections).to_parquet(data / "detections.parquet")
+    pd.DataFrame(faces).to_parquet(data / "faces.parquet")
+    pd.DataFrame(truth).to_csv(data / "sample_truth.csv", index=False)
+    params = {
+        "taxonomy": TAXONOMY,
+        "validate": {"folds": folds, "cv_epochs": 10, "seed": 0},
+        "tracking": {
+            "enabled": tracking,
+            "uri": f"sqlite:///{root / 'mlflow.db'}",
+            "artifact_location": str(root / "mlruns"),
+        },
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return {"flipped_paths": {faces[i]["path"] for i in flipped}, "faces": faces}
+
+
+@pytest.fixture(scope="module")
+def passed(tmp_path_factory) -> tuple[Path, dict, int, str]:
+    """One full run on a clean project (module-scoped: the K-fold pass costs seconds)."""
+    root = tmp_path_factory.mktemp("project")
+    made = build_project(root)
+    import os
+
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = main(["validate"])
+    finally:
+        os.chdir(cwd)
+    return root, made, code, buf.getvalue()
+
+
+def test_gate_passes_and_every_output_is_written(passed) -> None:
+    root, _, code, out = passed
+    assert code == 0, out
+    val = root / "data/validation"
+    for name in (
+        "report.html",
+        "summary.json",
+        "quarantine.csv",
+        "label_issues.csv",
+        "duplicates.csv",
+    ):
+        assert (val / name).is_file(), name
+    assert "gate passed" in out
+    metrics = json.loads((root / "metrics/validate.json").read_text())
+    assert metrics["gate_passed"] == 1 and metrics["failed_blocking"] == 0
+    summary = json.loads((val / "summary.json").read_text())
+    assert all(
+        {"name", "level", "success", "observed", "bound"} <= set(e)
+        for e in summary["expectations"]
+    )
+    assert not list(val.glob(".*tmp*"))  # atomic writes leave no temp files
+
+
+def test_quarantine_lists_every_unusable_image_with_reason(passed) -> None:
+    root = passed[0]
+    q = pd.read_csv(root / "data/validation/quarantine.csv", keep_default_na=False)
+    reasons = dict(zip(q["path"], q["reason"], strict=True))
+    assert reasons == {
+        **{f"calm/empty{k}.jpg": "no_face" for k in range(6)},
+        "angry/crash.jpg": "detect_error",
+        "happy/broken.jpg": "rejected:truncated",
+    }
+
+
+def test_duplicates_and_label_issues(passed) -> None:
+    root, made, _, _ = passed
+    dups = pd.read_csv(root / "data/validation/duplicates.csv", keep_default_na=False)
+    original = made["faces"][0]["path"]
+    group = dups[dups["path"] == original]["group"].iloc[0]
+    members = dict(
+        zip(
+            dups[dups["group"] == group]["path"], dups[dups["group"] == group]["kind"], strict=True
+        )
+    )
+    assert members == {
+        original: "exact",
+        "happy/copy.jpg": "exact",
+        "happy/near.jpg": "near_image",
+    }
+
+    issues = pd.read_csv(root / "data/validation/label_issues.csv", keep_default_na=False)
+    assert list(issues.columns) == [
+        "face_id",
+        "path",
+        "given_label",
+        "suggested_label",
+        "score",
+        "action",
+    ]
+    assert (issues["action"] == "exclude").all()
+    assert issues["score"].is_monotonic_decreasing
+    found = set(issues["path"])
+    flipped = made["flipped_paths"]
+    assert len(found & flipped) >= 0.8 * len(flipped), (found, flipped)
+    assert len(found & flipped) >= 0.8 * len(found)
+    metrics = json.loads((root / "metrics/validate.json").read_text())
+    assert metrics["mislabel"]["recall"] >= 0.8 and metrics["mislabel"]["precision"] >= 0.8
+    assert metrics["no_face"]["recall"] == 1.0
+    assert metrics["no_face_images_reaching_training"] == 0
+
+
+def test_blocking_failure_stops_with_summary_and_keeps_outputs(tmp_path, monkeypatch, capsys):
+    build_project(tmp_path, n_faces=30, folds=2)
+    faces = pd.read_parquet(tmp_path / "data/faces.parquet")
+    (tmp_path / faces["crop_path"].iloc[4]).unlink()
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err
+    assert "GATE FAILED" in err
+    assert "faces.crop_exists" in err and "1 of 32 rows fail" in err
+    assert "fer validate: error: 1 blocking expectation(s) failed: faces.crop_exists" in err
+    q = pd.read_csv(tmp_path / "data/validation/quarantine.csv", keep_default_na=False)
+    assert q.set_index("path").loc[faces["path"].iloc[4], "reason"] == "crop_missing"
+    assert (tmp_path / "data/validation/report.html").is_file()
+    metrics = json.loads((tmp_path / "metrics/validate.json").read_text())
+    assert metrics["gate_passed"] == 0 and metrics["failed_blocking"] == 1
+    assert (tmp_path / "data/raw" / faces["path"].iloc[4]).is_file()  # nothing deleted
+
+
+def test_restore_list_and_mlflow_run(tmp_path, monkeypatch, capsys):
+    """A restore list lets paths out of quarantine; the run is logged to a real sqlite store."""
+    build_project(tmp_path, n_faces=30, folds=2, tracking=True)
+    faces = pd.read_parquet(tmp_path / "data/faces.parquet")
+    (tmp_path / faces["crop_path"].iloc[4]).unlink()
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["validate"]["levels"] = {"crops_exist": "warning"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "quarantine_restore.txt").write_text(
+        "# images I checked by hand\n"
+        "calm/empty0.jpg  # a face the detector missed\n"
+        "not/there.jpg\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 0
+    q = pd.read_csv(tmp_path / "data/validation/quarantine.csv", keep_default_na=False)
+    assert "calm/empty0.jpg" not in set(q["path"])
+    assert "calm/empty1.jpg" in set(q["path"])
+    assert faces["path"].iloc[4] in set(q["path"])  # missing crop, still quarantined
+    summary = json.loads((tmp_path / "data/validation/summary.json").read_text())
+    assert summary["restored"] == ["calm/empty0.jpg"]
+    assert summary["restore_unknown"] == ["not/there.jpg"]
+    assert "warning   faces.crop_exists" in capsys.readouterr().out
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    run = runs[runs["tags.stage"] == "validate"].iloc[0]
+    assert run["metrics.gate_passed"] == 1 and run["metrics.quarantined"] == len(q)
+    assert run["params.folds"] == "2"
+
+
+def test_missing_input_is_a_one_line_error(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"taxonomy": TAXONOMY}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 2
+    assert "data/manifest.parquet: not found (run `fer ingest` first)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gate_stops_dvc_repro_before_split(tmp_path) -> None:
+    """A blocking failure makes `dvc repro` fail at validate; split never runs."""
+    import os
+    import subprocess
+    import sys
+
+    build_project(tmp_path, n_faces=30, folds=2)
+    faces = pd.read_parquet(tmp_path / "data/faces.parquet")
+    (tmp_path / faces["crop_path"].iloc[0]).unlink()
+    stages = {
+        "stages": {
+            "validate": {
+                "cmd": "fer validate",
+                "deps": ["data/faces.parquet", "data/manifest.parquet"],
+                "outs": ["data/validation"],
+                "metrics": [{"metrics/validate.json": {"cache": False}}],
+            },
+            "split": {
+                "cmd": "fer split",
+                "deps": ["data/validation", "data/faces.parquet"],
+                "outs": ["data/splits.parquet"],
+            },
+        }
+    }
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(stages))
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    env["DVC_NO_ANALYTICS"] = "1"
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, env=env, check=True)
+    proc = subprocess.run(
+        ["dvc", "repro"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "GATE FAILED" in output and "faces.crop_exists" in output
+    assert not (tmp_path / "data/splits.parquet").exists()
+    assert (tmp_path / "data/validation/report.html").is_file()  # the report explains why
