@@ -30,11 +30,24 @@ TINY_OVERRIDES = [
     "evaluate.gallery_size=4",
 ]
 
-_COPY_IGNORE = shutil.ignore_patterns(
+_TOP_LEVEL_SKIP = {
     ".git", ".venv", "data", "models", "metrics", "plots", "predictions", "mlruns", "mlflow.db",
-    ".fer_cache", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", "tmp", "docs",
-    "benchmarks", "tests",
-)  # fmt: skip
+    ".fer_cache", "tmp", "docs", "benchmarks", "tests", "dvc.lock",
+}  # fmt: skip
+_ANYWHERE_SKIP = shutil.ignore_patterns(
+    "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache"
+)
+
+
+def _COPY_IGNORE(folder: str, names: list[str]) -> set[str]:
+    """Skip workspace outputs at the top level only (``fer/data`` is code, ``data/`` is not)."""
+    skip = set(_ANYWHERE_SKIP(folder, names))
+    here = Path(folder).resolve()
+    if here == ROOT:
+        skip |= _TOP_LEVEL_SKIP & set(names)
+    elif here == ROOT / ".dvc":
+        skip |= {"cache", "tmp"} & set(names)  # the workspace's data cache stays behind
+    return skip
 
 
 def env(project: Path) -> dict[str, str]:
