@@ -208,8 +208,10 @@ def pipeline(
             f"model {unknown[0]!r} is not in train.models {cfg.train.models} "
             "(dvc.yaml's train/evaluate stages loop over that list)"
         )
-    results = [run_stage.with_options(name=stage)(stage, force) for stage in DATA_STAGES]
-    results += [run_stage.with_options(name=s)(s, force) for s in model_stages(chosen)]
+    stages = [*DATA_STAGES, *model_stages(chosen)]
+    results = [
+        run_stage.with_options(name=stage, task_run_name=stage)(stage, force) for stage in stages
+    ]
 
     comparison = [
         {"model": m, **_flatten(_read_metrics(f"evaluate@{m}"))}
