@@ -181,8 +181,9 @@ def test_mlflow_ui_shows_both_models_with_accuracy(built: Path, server, tmp_path
     dom = render(url, screenshot=tmp_path / "mlflow.png")
     for needle in ("alexnet", "baseline", "test_accuracy"):
         assert needle in dom, needle
-    for r in runs:  # each model's accuracy is on the page (MLflow shows a few decimals)
-        assert f"{r.data.metrics['test_accuracy']:.3f}"[:4] in dom
+    for r in runs:  # each model's accuracy is on the page (shown full or rounded)
+        value = r.data.metrics["test_accuracy"]
+        assert str(value)[:4] in dom or f"{value:.2f}" in dom, value
 
 
 def test_served_deployment_runs_and_prefect_ui_shows_it(built: Path, server, tmp_path) -> None:
