@@ -50,6 +50,7 @@ def timed(project: Path, *cmd: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", action="append", default=["train.epochs=5"], metavar="KEY=VALUE")
+    ap.add_argument("--skip-dvc", action="store_true", help="time direct and `fer pipeline` only")
     args = ap.parse_args()
     from fer.config import load_config
 
@@ -63,7 +64,11 @@ def main() -> None:
         ]
         per_stage = {" ".join(c[1:]): timed(direct, *[str(BIN / c[0]), *c[1:]]) for c in commands}
         t_direct = sum(per_stage.values())
-        t_dvc = timed(make(Path(tmp) / "dvc", args.set), str(BIN / "dvc"), "repro")
+        t_dvc = (
+            None
+            if args.skip_dvc
+            else timed(make(Path(tmp) / "dvc", args.set), str(BIN / "dvc"), "repro")
+        )
         t_flow = timed(make(Path(tmp) / "flow", args.set), str(BIN / "fer"), "pipeline")
 
     print("| stage | seconds |\n|---|---|")
@@ -72,9 +77,10 @@ def main() -> None:
     print()
     print("| run | seconds | ratio to direct |\n|---|---|---|")
     print(f"| stage commands, direct | {t_direct:.1f} | 1.00 |")
-    print(f"| `dvc repro` | {t_dvc:.1f} | {t_dvc / t_direct:.2f} |")
+    if t_dvc is not None:
+        print(f"| `dvc repro` | {t_dvc:.1f} | {t_dvc / t_direct:.2f} |")
     print(f"| `fer pipeline` (Prefect → dvc) | {t_flow:.1f} | {t_flow / t_direct:.2f} |")
-    sets = " ".join(f"--set {s}" for s in args.set)
+    sets = " ".join(f"--set {s}" for s in args.set) + (" --skip-dvc" if args.skip_dvc else "")
     print(f"\ncommand: python benchmarks/bench_orchestration.py {sets}")
 
 

@@ -56,23 +56,6 @@ def _env() -> dict[str, str]:
     return env
 
 
-def stage_is_stale(stage: str) -> bool:
-    """Ask DVC (without running anything) whether ``stage`` needs to run."""
-    proc = subprocess.run(
-        [dvc_executable(), "status", stage, "--json"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        check=False,
-    )
-    if proc.returncode != 0:
-        return True  # let `dvc repro` report the real problem
-    try:
-        return bool(json.loads(proc.stdout or "{}"))
-    except json.JSONDecodeError:
-        return True
-
-
 def _metrics_file(stage: str) -> Path | None:
     """The metrics file a stage writes (see dvc.yaml), for the task's artifact."""
     name, _, item = stage.partition("@")
@@ -123,17 +106,11 @@ def _retry_unless_gate(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_gate)
 def run_stage(stage: str, force: bool = False) -> StageResult:
-    """Run one DVC stage if it is stale (or ``force``), streaming its output to the Prefect log."""
+    """``dvc repro`` one stage (DVC skips it when up to date), streaming output to the log."""
     logger = get_run_logger()
     start = time.perf_counter()
-    if not force and not stage_is_stale(stage):
-        logger.info("%s: up to date (DVC lock matches), skipped", stage)
-        result = StageResult(
-            stage, "up to date", time.perf_counter() - start, _read_metrics(stage)
-        )
-        _publish(result, output="")
-        return result
-
+    # No separate `dvc status` first: `dvc repro` checks the lock itself and skips an unchanged
+    # stage, so one DVC process per stage keeps the flow's overhead small.
     cmd = [dvc_executable(), "repro", "--single-item", stage] + (["--force"] if force else [])
     logger.info("%s: running `%s`", stage, " ".join(cmd[1:]))
     proc = subprocess.Popen(
@@ -157,8 +134,12 @@ def run_stage(stage: str, force: bool = False) -> StageResult:
         if stage == "validate" and "gate" in output.lower():
             raise GateError(f"validate: the data gate failed; see the artifact\n{output}")
         raise StageFailed(f"{stage}: `dvc repro` exited with {code}\n{output}")
-    result = StageResult(stage, "ran", time.perf_counter() - start, _read_metrics(stage))
-    _publish(result, output)
+    ran = any(line.startswith("Running stage") for line in lines)
+    if not ran:
+        logger.info("%s: up to date (DVC lock matches), skipped", stage)
+    action = "ran" if ran else "up to date"
+    result = StageResult(stage, action, time.perf_counter() - start, _read_metrics(stage))
+    _publish(result, output if ran else "")
     return result
 
 
