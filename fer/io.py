@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +103,28 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_table(path: str | os.PathLike[str], *, producer: str, columns: Iterable[str] = ()) -> Any:
+    """Read a parquet table another stage wrote; every problem is a one-line InputError.
+
+    Args:
+        path: the table.
+        producer: the command that writes it, named in the "not found" hint.
+        columns: columns the caller needs; the first missing one is named.
+    """
+    import pandas as pd
+
+    from fer.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: not found (run `{producer}` first)")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise InputError(f"{path}: cannot read parquet ({type(exc).__name__})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r}")
+    return table

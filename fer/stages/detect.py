@@ -25,7 +25,7 @@ from fer.faces.cache import DetectionCache
 from fer.faces.crops import crop_name, crop_settings_hash, kept_indices
 from fer.faces.detectors import Face, create_detector, settings_hash
 from fer.faces.runner import Result, Task, WorkerSpec, resolve_workers, run_batches
-from fer.io import write_json, write_parquet
+from fer.io import read_table, write_json, write_parquet
 from fer.progress import bar
 
 if TYPE_CHECKING:
@@ -155,17 +155,8 @@ def run(cfg: Config) -> dict[str, Any]:
 
 def _ok_rows(manifest: Path) -> pd.DataFrame:
     """The manifest's ``ok`` rows, sorted by path so outputs are deterministic."""
-    import pandas as pd
 
-    if not manifest.is_file():
-        raise InputError(f"manifest {manifest} not found; run `fer ingest` first")
-    try:
-        df = pd.read_parquet(manifest)
-    except Exception as exc:
-        raise InputError(f"manifest {manifest}: cannot read parquet ({exc})") from None
-    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"manifest {manifest}: missing column {missing[0]!r}")
+    df = read_table(manifest, producer="fer ingest", columns=MANIFEST_COLUMNS)
     ok = df[(df["status"] == "ok") & (df["id"].astype(str) != "")]
     return ok.sort_values("path", kind="stable").reset_index(drop=True)
 

@@ -45,12 +45,7 @@ def run(cfg: Config) -> dict[str, Any]:
 
     s = cfg.split
     faces_path = Path(cfg.detect.faces)
-    if not faces_path.is_file():
-        raise InputError(f"{faces_path}: not found (run `fer detect` first)")
-    faces = pd.read_parquet(faces_path)
-    missing = [c for c in [*OUT_COLUMNS[:5], "label"] if c not in faces.columns]
-    if missing:
-        raise InputError(f"{faces_path}: missing column {missing[0]!r}")
+    faces = fio.read_table(faces_path, producer="fer detect", columns=[*OUT_COLUMNS[:5], "label"])
     val_dir = Path(cfg.validate_.out_dir)
     quarantine, issues, dups = (_read_csv(val_dir / name) for name in _NEEDS)
 

@@ -25,7 +25,7 @@ import pandas as pd
 from fer import CLASSES
 from fer.config import Config
 from fer.errors import ConfigError, InputError
-from fer.io import atomic_path, write_csv, write_json
+from fer.io import atomic_path, read_table, write_csv, write_json
 
 SPLIT_COLUMNS = ("face_id", "path", "crop_path", "label", "split")
 HISTORY_COLUMNS = (
@@ -58,16 +58,7 @@ def read_splits(cfg: Config, *, progress: bool = True) -> SplitData:
     from fer.datasets import load_crops
 
     path = Path(cfg.split.out)
-    if not path.is_file():
-        raise InputError(f"{path}: splits table not found (run `fer split` first)")
-    try:
-        table = pd.read_parquet(path)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read splits table ({exc})") from None
-    missing = [c for c in SPLIT_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(f"{path}: missing column {missing[0]!r}")
-    table = table.reset_index(drop=True)
+    table = read_table(path, producer="fer split", columns=SPLIT_COLUMNS).reset_index(drop=True)
     crops = load_crops(
         table["crop_path"].astype(str).tolist(),
         root=Path.cwd(),

@@ -19,7 +19,7 @@ import numpy as np
 
 from fer import CLASSES
 from fer import io as fio
-from fer.errors import GateError, InputError
+from fer.errors import GateError
 from fer.progress import bar
 
 if TYPE_CHECKING:
@@ -44,9 +44,9 @@ def run(cfg: Config) -> dict[str, Any]:
 
     v = cfg.validate_
     t0 = time.perf_counter()
-    manifest = _read_table(cfg.ingest.manifest, "fer ingest")
-    detections = _read_table(cfg.detect.images, "fer detect")
-    faces = _read_table(cfg.detect.faces, "fer detect")
+    manifest = fio.read_table(cfg.ingest.manifest, producer="fer ingest")
+    detections = fio.read_table(cfg.detect.images, producer="fer detect")
+    faces = fio.read_table(cfg.detect.faces, producer="fer detect")
     has_crop_path = "crop_path" in faces.columns
     crop_exists = [Path(p).is_file() for p in faces["crop_path"]] if has_crop_path else []
     if not has_crop_path:
@@ -157,17 +157,6 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-
-
-def _read_table(path: Path, producer: str) -> pd.DataFrame:
-    import pandas as pd
-
-    if not Path(path).is_file():
-        raise InputError(f"{path}: not found (run `{producer}` first)")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise InputError(f"{path}: cannot read parquet ({type(exc).__name__})") from None
 
 
 def _restore_list(path: Path | None) -> list[str]:
