@@ -98,6 +98,7 @@ class DetectConfig(Section):
     model_path: Path | None = None
     min_confidence: Fraction = 0.5
     min_face_px: Annotated[int, Field(ge=1)] = 20
+    max_aspect: Annotated[float, Field(ge=1.0)] = 2.0
     nms_iou: Fraction = 0.3
     upscale_below: Annotated[int, Field(ge=0)] = 160
     max_side: Annotated[int, Field(ge=64)] = 1280

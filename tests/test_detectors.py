@@ -92,6 +92,21 @@ def test_min_face_px_is_in_original_pixels(ssd) -> None:
         assert ssd.detect(np.zeros((*size, 3), np.uint8)) == []
 
 
+def test_long_thin_boxes_are_not_faces() -> None:
+    from fer.faces.detectors import ScaledDetector
+
+    class Fixed(ScaledDetector):
+        def _raw(self, bgr: np.ndarray) -> list:
+            # A square face, a 196x45 stripe (a real sandbox false positive), a 2:1 box.
+            return [(10, 10, 80, 90, 0.9), (120, 200, 196, 45, 0.62), (300, 10, 100, 50, 0.8)]
+
+    image = np.zeros((480, 640, 3), np.uint8)
+    kept = [f.box for f in Fixed(DetectConfig()).detect(image)]
+    assert kept == [(10, 10, 80, 90), (300, 10, 100, 50)]
+    assert len(Fixed(DetectConfig(max_aspect=1.5)).detect(image)) == 1
+    assert len(Fixed(DetectConfig(max_aspect=5.0)).detect(image)) == 3
+
+
 def test_small_face_image_is_upscaled_for_haar() -> None:
     # A 36x36 head: the face (~20 px) is below the cascade's 24 px window at 1x.
     face = cv2.resize(_astronaut()[30:210, 140:310], (36, 36), interpolation=cv2.INTER_AREA)
@@ -173,6 +188,7 @@ def test_settings_hash_tracks_result_changing_settings_only(tmp_path: Path) -> N
     for change in (
         {"min_confidence": 0.6},
         {"min_face_px": 21},
+        {"max_aspect": 1.5},
         {"nms_iou": 0.4},
         {"upscale_below": 100},
         {"max_side": 640},

@@ -2,9 +2,9 @@
 
 Every backend gets the same treatment from :class:`ScaledDetector`: the image is downscaled
 (``max_side``) or upscaled (``upscale_below``) for detection, boxes are mapped back to
-original pixels and clipped, then filtered by ``min_confidence`` / ``min_face_px`` and merged
-with NMS. A backend only implements ``_raw(bgr)`` on the resized image. Adding a backend is
-one file in ``fer/faces/backends/`` plus one line in ``_BACKENDS``.
+original pixels and clipped, then filtered by ``min_confidence`` / ``min_face_px`` /
+``max_aspect`` and merged with NMS. A backend only implements ``_raw(bgr)`` on the resized
+image. Adding a backend is one file in ``fer/faces/backends/`` plus one line in ``_BACKENDS``.
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ def settings_hash(cfg: DetectConfig) -> str:
         "model": fingerprint,
         "min_confidence": cfg.min_confidence,
         "min_face_px": cfg.min_face_px,
+        "max_aspect": cfg.max_aspect,
         "nms_iou": cfg.nms_iou,
         "upscale_below": cfg.upscale_below,
         "max_side": cfg.max_side,
@@ -189,6 +190,7 @@ class ScaledDetector:
     def __init__(self, cfg: DetectConfig) -> None:
         self.min_confidence = cfg.min_confidence
         self.min_face_px = cfg.min_face_px
+        self.max_aspect = cfg.max_aspect
         self.nms_iou = cfg.nms_iou
         self.upscale_below = cfg.upscale_below
         self.max_side = cfg.max_side
@@ -231,6 +233,10 @@ class ScaledDetector:
             x2 = round(min(float(width), (x + w) / scale))
             y2 = round(min(float(height), (y + h) / scale))
             if min(x2 - x1, y2 - y1) < self.min_face_px:
+                continue
+            # A face box is near-square (res10 boxes: w/h 0.66-1.35 on the sandbox); a long thin
+            # box is a face-like texture, e.g. a stripe scored 0.62 on a no-face image.
+            if max(x2 - x1, y2 - y1) > self.max_aspect * min(x2 - x1, y2 - y1):
                 continue
             boxes.append([x1, y1, x2 - x1, y2 - y1])
             scores.append(float(score))

@@ -331,6 +331,7 @@ def _log_mlflow(cfg: Config, metrics: dict[str, Any], det_hash: str) -> None:
         "backend": dcfg.backend,
         "min_confidence": dcfg.min_confidence,
         "min_face_px": dcfg.min_face_px,
+        "max_aspect": dcfg.max_aspect,
         "nms_iou": dcfg.nms_iou,
         "upscale_below": dcfg.upscale_below,
         "max_side": dcfg.max_side,
