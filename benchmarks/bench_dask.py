@@ -19,9 +19,6 @@ Goal: dask / local images/s ≥ 0.85. The machine may be shared: the load averag
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
-import io
 import os
 import shlex
 import shutil
@@ -32,39 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from _common import detect_config, quiet
 
-REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FER_PROGRESS", "0")
-_PARAMS: dict[str, Any] = {}
-
-
-def _config(root: Path, **detect: Any) -> Any:
-    from fer.config import config_from_dict
-
-    if not _PARAMS:  # read once: an edit to params.yaml mid-run must not change the run
-        _PARAMS.update(yaml.safe_load((REPO / "params.yaml").read_text()))
-    raw = copy.deepcopy(_PARAMS)
-    raw["sample"] = {**raw["sample"], "width": 640, "height": 480}
-    raw["ingest"] = {**raw["ingest"], "raw_dir": str(root / "raw"), "manifest": str(root / "m.pq")}
-    run = root / detect.pop("run", "run")
-    raw["detect"] = {
-        **raw["detect"],
-        "faces": str(run / "faces.parquet"),
-        "images": str(run / "detections.parquet"),
-        "crops_dir": str(run / "crops"),
-        "cache_dir": str(run / "cache"),
-        "truth": str(root / "truth.csv"),
-        "metrics": str(run / "detect.json"),
-        **detect,
-    }
-    raw["tracking"] = {**raw["tracking"], "enabled": False}
-    return config_from_dict(raw)
-
-
-def _quiet(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
 
 
 def _load() -> str:
@@ -141,7 +108,7 @@ def startup(root: Path, executor: str, workers: int) -> float:
 
     from fer.faces.runner import Task, WorkerSpec, run_batches
 
-    cfg = _config(root, run=f"start_{executor}")
+    cfg = detect_config(root, run=f"start_{executor}")
     m = pd.read_parquet(root / "m.pq")
     m = m[m.status == "ok"].drop_duplicates("id").head(workers)
     tasks = [[Task(i, str(root / "raw" / p))] for i, p in zip(m.id, m.path, strict=True)]
@@ -186,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
     w = args.workers
     print(f"# bench_dask: n={args.n}, workers={w}, cpus={os.cpu_count()}, load {_load()}")
-    _quiet(sample.run, _config(base), out=base / "raw", truth=base / "truth.csv", n=args.n)
-    _quiet(ingest.run, _config(base))
+    quiet(sample.run, detect_config(base), out=base / "raw", truth=base / "truth.csv", n=args.n)
+    quiet(ingest.run, detect_config(base))
     extra = {"batch_size": args.batch_size} if args.batch_size else {}
 
     start = time.perf_counter()
@@ -203,12 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeats):
         for executor in ("local", "dask"):
             starts[executor].append(startup(base, executor, w))
-            cfg = _config(base, run=f"{executor}{r}", executor=executor, workers=w, **extra)
+            cfg = detect_config(base, run=f"{executor}{r}", executor=executor, workers=w, **extra)
             spy = _Spy()
             detect.run_batches = spy
             try:
                 begin = time.perf_counter()
-                out = _quiet(detect.run, cfg)
+                out = quiet(detect.run, cfg)
                 walls[executor].append(time.perf_counter() - begin)
             finally:
                 detect.run_batches = spy.real

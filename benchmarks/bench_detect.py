@@ -21,7 +21,6 @@ Goal: detect / max(bound A, bound B) ≥ 0.85. Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import shlex
 import shutil
@@ -35,51 +34,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from _common import REPO, detect_config, quiet
 
-REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FER_PROGRESS", "0")
-
-
-_PARAMS: dict[str, Any] = {}
-
-
-def _config(root: Path, **detect: Any) -> Any:
-    from fer.config import config_from_dict
-
-    # Read once: a params.yaml edited while the benchmark runs must not change it midway.
-    if not _PARAMS:
-        _PARAMS.update(yaml.safe_load((REPO / "params.yaml").read_text()))
-    raw = copy.deepcopy(_PARAMS)
-    raw["sample"] = {**raw["sample"], "width": 640, "height": 480}
-    raw["ingest"] = {**raw["ingest"], "raw_dir": str(root / "raw"), "manifest": str(root / "m.pq")}
-    raw["detect"] = {
-        **raw["detect"],
-        "faces": str(root / "faces.parquet"),
-        "images": str(root / "detections.parquet"),
-        "crops_dir": str(root / "crops"),
-        "cache_dir": str(root / "cache"),
-        "truth": str(root / "truth.csv"),
-        "metrics": str(root / "detect.json"),
-        **detect,
-    }
-    raw["tracking"] = {**raw["tracking"], "enabled": False}
-    return config_from_dict(raw)
-
-
-def _quiet(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
 
 
 def _sandbox(root: Path, n: int, workers: int, hold_back: float = 0.01) -> list[Path]:
     """Render ``n`` images; move ``n * hold_back / (1 + hold_back)`` aside, return them."""
     from fer.stages import sample
 
-    cfg = _config(root)
-    _quiet(sample.run, cfg, out=root / "raw", truth=root / "truth.csv", n=n, workers=workers)
+    cfg = detect_config(root)
+    quiet(sample.run, cfg, out=root / "raw", truth=root / "truth.csv", n=n, workers=workers)
     files = sorted(p for p in (root / "raw").rglob("*") if p.is_file() and p.name[0] != ".")
     extra = round(len(files) * hold_back / (1 + hold_back))
     held = []
@@ -96,7 +61,7 @@ def _ingest(root: Path, workers: int) -> list[Path]:
 
     from fer.stages import ingest
 
-    _quiet(ingest.run, _config(root, workers=workers).model_copy())
+    quiet(ingest.run, detect_config(root, workers=workers).model_copy())
     m = pd.read_parquet(root / "m.pq")
     m = m[m.status == "ok"]
     return [root / "raw" / p for p in m.path]
@@ -197,7 +162,7 @@ def memory_at(size: int, base: Path, workers: int) -> tuple[int, float]:
     _sandbox(root, size, workers, hold_back=0)
     _ingest(root, workers)
     params = root / "params.yaml"
-    cfg = _config(root, workers=workers)
+    cfg = detect_config(root, workers=workers)
     params.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
     cmd = [sys.executable, "-m", "fer.cli", "detect", "--params", str(params)]
     peak, seconds, code = peak_tree_rss(cmd, REPO)
@@ -251,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # Interleaved rounds, median kept: other load on the machine hits all three alike.
     rates_a, rates_b, stage_s = [], [], []
-    cfg = _config(root, workers=workers)
+    cfg = detect_config(root, workers=workers)
     for _ in range(args.repeats):
         rates_a.append(bound_serial(paths, "ssd")[0])
         rates_b.append(bound_pool(paths, "ssd", workers)[0])
         for folder in ("cache", "crops"):  # a cold run each round
             shutil.rmtree(root / folder, ignore_errors=True)
         start = time.perf_counter()
-        full = _quiet(detect.run, cfg)
+        full = quiet(detect.run, cfg)
         stage_s.append(time.perf_counter() - start)
     rate_a, rate_b = statistics.median(rates_a), statistics.median(rates_b)
     bound = max(rate_a, rate_b)
@@ -271,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.move(path, dest)
     _ingest(root, workers)
     start = time.perf_counter()
-    inc = _quiet(detect.run, cfg)
+    inc = quiet(detect.run, cfg)
     inc_s = time.perf_counter() - start
 
     loc = full.get("localization", {})

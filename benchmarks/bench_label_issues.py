@@ -22,32 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from fer import CLASSES
 from fer.validation import cv_model
 from fer.validation import label_issues as li
+from tests.shapes import shape_crops
 
 
-def shapes(n: int, seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Toy crops (disc / triangle / bar per class); returns images, classes, image index."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 3
-    out = np.empty((n, size, size, 3), dtype=np.uint8)
-    for i, cls in enumerate(labels):
-        img = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
-        color = tuple(int(c) for c in rng.integers(100, 256, 3))
-        cx, cy = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
-        r = int(rng.integers(size // 7, size // 4))
-        if cls == 0:
-            cv2.circle(img, (cx, cy), r, color, -1)
-        elif cls == 1:
-            pts = np.array([[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]], np.int32)
-            cv2.fillPoly(img, [pts], color)
-        else:
-            cv2.rectangle(img, (cx - r, cy - r // 3), (cx + r, cy + r // 3), color, -1)
-        out[i] = cv2.GaussianBlur(img, (3, 3), 0)
-    return out, labels, np.arange(n)
+def shapes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hard toy crops (see tests/shapes.py); returns images, classes, image index."""
+    images, labels = shape_crops(n, seed, hard=True)
+    return images, labels, np.arange(n)
 
 
 def sandbox(project: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:

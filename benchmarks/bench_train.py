@@ -14,6 +14,7 @@ Goal: fer train-phase / bare ≥ 0.9. Usage::
 
     python benchmarks/bench_train.py                       # alexnet, batch 256, 1024 crops
     python benchmarks/bench_train.py --model baseline --n 2048 --epochs 3
+    python benchmarks/bench_train.py --device cuda --n 8192 --epochs 3   # on a GPU
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def write_project(root: Path, n: int, size: int, seed: int) -> None:
 
 
 def bare_loop(
-    name: str, x: np.ndarray, y: np.ndarray, batch: int, epochs: int, seed: int
+    name: str, x: np.ndarray, y: np.ndarray, batch: int, epochs: int, seed: int, device: str
 ) -> float:
-    """Images/s of the last epoch of a plain loop over an in-memory float tensor."""
+    """Images/s of the last epoch of a plain loop over an in-memory float tensor on ``device``."""
     import torch
 
     from fer.config import ModelSpec
@@ -64,13 +65,13 @@ def bare_loop(
     from fer.preprocess import InputSpec, preprocess
 
     torch.manual_seed(seed)
-    model = build_model(name, ModelSpec(), input_size=x.shape[1]).train()
+    model = build_model(name, ModelSpec(), input_size=x.shape[1]).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    data = preprocess(x, InputSpec(size=x.shape[1]))  # all of it, once, as float
-    target = torch.as_tensor(y)
+    data = preprocess(x, InputSpec(size=x.shape[1]), device=device)  # all of it, once, as float
+    target = torch.as_tensor(y).to(device)
     rate = 0.0
     for _ in range(epochs):
-        order = torch.randperm(len(target))
+        order = torch.randperm(len(target), device=device)
         start = time.perf_counter()
         for i in range(0, len(target), batch):
             idx = order[i : i + batch]
@@ -78,6 +79,8 @@ def bare_loop(
             loss = torch.nn.functional.cross_entropy(model(data[idx]), target[idx])
             loss.backward()
             opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         rate = len(target) / (time.perf_counter() - start)
     return rate
 
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     args = ap.parse_args(argv)
 
     import torch
@@ -98,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     from fer.config import config_from_dict
     from fer.datasets import cpu_threads
     from fer.stages.train import read_splits, run, subset
+    from fer.training import resolve_device
 
     torch.set_num_threads(cpu_threads(args.threads))
+    device = resolve_device(args.device)
     repo = Path(__file__).resolve().parents[1]
     taxonomy = yaml.safe_load((repo / "params.yaml").read_text())["taxonomy"]
     old_cwd = Path.cwd()
@@ -112,18 +118,18 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "taxonomy": taxonomy,
                     "detect": {"crop": {"size": args.size}},
-                    "train": {"epochs": args.epochs, "batch_size": args.batch, "device": "cpu",
+                    "train": {"epochs": args.epochs, "batch_size": args.batch, "device": device,
                               "threads": args.threads, "early_stopping_patience": 0},
                     "tracking": {"enabled": False},
                 }
             )  # fmt: skip
             data = read_splits(cfg, progress=False)
             _, x, y = subset(data, "train")
-            bare1 = bare_loop(args.model, x, y, args.batch, args.epochs, seed=0)
+            bare1 = bare_loop(args.model, x, y, args.batch, args.epochs, seed=0, device=device)
             t0 = time.perf_counter()
             summary = run(cfg, model=args.model, resume=False)
             wall = time.perf_counter() - t0
-            bare2 = bare_loop(args.model, x, y, args.batch, args.epochs, seed=0)
+            bare2 = bare_loop(args.model, x, y, args.batch, args.epochs, seed=0, device=device)
             import pandas as pd
 
             hist = pd.read_csv(root / "models" / args.model / "history.csv")
@@ -137,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"\nreproduce: {cmd.strip()}  "
-        f"({torch.get_num_threads()} threads, torch {torch.__version__})"
+        f"({device}: {_device_name(device)}; {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__})"
     )
     print(
         "| model | batch | crop | train imgs | fer train img/s (train phase) | bare loop img/s "
@@ -149,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{bare:.0f} ({bare1:.0f}/{bare2:.0f}) | {fer_rate / bare:.2f} | {whole:.0f} |"
     )
     return 0
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if device == "cuda" else f"{os.cpu_count()} CPU cores"
 
 
 if __name__ == "__main__":

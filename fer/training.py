@@ -52,6 +52,9 @@ class FitResult:
     stopped_early: bool
 
 
+_POSTFIX_EVERY = 8  # steps between progress-bar postfix updates (each one syncs a GPU)
+
+
 def resolve_device(requested: str) -> str:
     """``auto`` → ``cuda`` when available, else ``cpu``."""
     import torch
@@ -75,12 +78,14 @@ def train_one_epoch(
     desc: str = "train",
 ) -> dict[str, float]:
     """One pass over ``loader`` (``(x, y)`` batches); returns loss, accuracy and images/s."""
-    import torch
 
     from fer.progress import bar
 
     model.train()
-    seen, loss_sum, correct = 0, 0.0, 0
+    seen, step = 0, 0
+    # Running sums stay on the device: reading them every step would stall a GPU each batch.
+    loss_sum: torch.Tensor | float = 0.0
+    correct: torch.Tensor | int = 0
     start = time.perf_counter()
     with bar(total=total, desc=desc, unit="img", leave=False) as pbar:
         for x, y in loader:
@@ -91,21 +96,21 @@ def train_one_epoch(
             optimizer.step()
             n = int(y.shape[0])
             seen += n
-            loss_sum += float(loss.detach()) * n
-            correct += int((logits.detach().argmax(1) == y).sum())
+            step += 1
+            loss_sum = loss_sum + loss.detach() * n
+            correct = correct + (logits.detach().argmax(1) == y).sum()
             pbar.update(n)
-            elapsed = time.perf_counter() - start
-            pbar.set_postfix(
-                loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                ips=f"{seen / max(elapsed, 1e-9):.0f}",
-            )  # fmt: skip
+            if step % _POSTFIX_EVERY == 0:
+                elapsed = time.perf_counter() - start
+                pbar.set_postfix(
+                    loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
+                    ips=f"{seen / max(elapsed, 1e-9):.0f}",
+                )  # fmt: skip
+    loss_total, correct_total = float(loss_sum), int(correct)  # waits for the device
     elapsed = time.perf_counter() - start
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
     return {
-        "loss": loss_sum / max(seen, 1),
-        "acc": correct / max(seen, 1),
+        "loss": loss_total / max(seen, 1),
+        "acc": correct_total / max(seen, 1),
         "images": seen,
         "seconds": elapsed,
         "images_per_s": seen / max(elapsed, 1e-9),

@@ -35,6 +35,17 @@ def wait_healthy(url: str, timeout: float = 60.0) -> bool:
     return False
 
 
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    """Terminate every process, wait for each, and kill the ones that do not stop in time."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def mlflow_ui_command(cfg: Any, host: str, port: int) -> list[str]:
     """The ``mlflow ui`` command for this project's tracking store."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.uri
@@ -78,10 +89,4 @@ def run(cfg: Any, *, host: str = "127.0.0.1", mlflow_port: int = 5000, prefect_p
     except KeyboardInterrupt:
         pass
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)

@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from fer.errors import FerError, GateError
+from fer.mappings import flatten
 
 DATA_STAGES = ("sample", "ingest", "detect", "validate", "split")
 PER_MODEL_STAGES = ("train", "evaluate")
@@ -78,15 +79,9 @@ def _read_metrics(stage: str) -> dict[str, Any]:
         return {}
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
-        elif isinstance(value, int | float | str | bool):
-            out[name] = value
-    return out
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Flattened metrics, scalars only (for markdown and table artifacts)."""
+    return {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float | str | bool)}
 
 
 def _artifact_key(stage: str) -> str:
@@ -144,7 +139,7 @@ def run_stage(stage: str, force: bool = False) -> StageResult:
 
 
 def _publish(result: StageResult, output: str) -> None:
-    rows = "".join(f"| {k} | {v} |\n" for k, v in _flatten(result.metrics).items())
+    rows = "".join(f"| {k} | {v} |\n" for k, v in _scalars(result.metrics).items())
     table = f"\n| metric | value |\n|---|---|\n{rows}" if rows else ""
     tail = f"\n<details><summary>output</summary>\n\n```\n{output}\n```\n</details>\n"
     create_markdown_artifact(
@@ -195,7 +190,7 @@ def pipeline(
     ]
 
     comparison = [
-        {"model": m, **_flatten(_read_metrics(f"evaluate@{m}"))}
+        {"model": m, **_scalars(_read_metrics(f"evaluate@{m}"))}
         for m in chosen
         if _read_metrics(f"evaluate@{m}")
     ]

@@ -6,8 +6,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -53,12 +51,8 @@ def free_port() -> int:
 
 
 def wait_http(url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
+    """Fail the test unless ``url`` answers 200 within ``timeout`` seconds."""
+    from fer.ui import wait_healthy
+
+    if not wait_healthy(url, timeout):
+        raise AssertionError(f"{url} did not answer within {timeout:.0f} s")

@@ -135,6 +135,7 @@ def server(built: Path, tmp_path: Path):
     """Start a server process in the built project; stop it after the test."""
     import subprocess
 
+    from fer.ui import stop_processes
     from tests.project import env
 
     procs: list[subprocess.Popen] = []
@@ -148,13 +149,7 @@ def server(built: Path, tmp_path: Path):
         return proc
 
     yield start
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_processes(procs, timeout=20)
 
 
 def test_mlflow_ui_shows_both_models_with_accuracy(built: Path, server, tmp_path: Path) -> None:

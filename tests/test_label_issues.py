@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
 from fer.validation import cv_model
 from fer.validation import label_issues as li
+from tests.shapes import shape_crops
 
 
 def noisy_probs(n: int, k: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,27 +68,6 @@ def test_decide_actions_and_scores() -> None:
     np.testing.assert_allclose(li.issue_scores(np.array([0, 0]), probs), [0.8, 0.3])
     m = li.precision_recall_f1([True, True, False, False], [True, False, True, False])
     assert (m["precision"], m["recall"], m["tp"], m["fp"], m["fn"]) == (0.5, 0.5, 1, 1, 1)
-
-
-def shape_crops(n: int, seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Separable toy 'faces': class 0 a disc, 1 a triangle, 2 a bar, random colour and place."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 3
-    images = np.empty((n, size, size, 3), dtype=np.uint8)
-    for i, cls in enumerate(labels):
-        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-        color = tuple(int(c) for c in rng.integers(120, 256, 3))
-        cx, cy = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
-        r = int(rng.integers(size // 6, size // 4))
-        if cls == 0:
-            cv2.circle(img, (cx, cy), r, color, -1)
-        elif cls == 1:
-            pts = np.array([[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]], np.int32)
-            cv2.fillPoly(img, [pts], color)
-        else:
-            cv2.rectangle(img, (cx - r, cy - r // 3), (cx + r, cy + r // 3), color, -1)
-        images[i] = img
-    return images, labels
 
 
 def test_kfold_model_finds_injected_flips() -> None:

@@ -9,6 +9,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fer.mappings import flatten
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -112,7 +114,10 @@ def render_html(
         status = "pass" if r.success else ("FAIL" if r.level == "blocking" else "warn")
         css = "ok" if r.success else ("fail" if r.level == "blocking" else "warn")
         exp_rows.append({**r.as_dict(), "status": status, "_class": css})
-    metric_rows = [{"metric": k, "value": v} for k, v in _flatten(metrics).items()]
+    metric_rows = [
+        {"metric": k, "value": f"{v:.4f}" if isinstance(v, float) else v}
+        for k, v in flatten(metrics).items()
+    ]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>fer validation report</title>",
         f"<style>{_CSS}</style></head><body><h1>fer validation report</h1>",
@@ -141,14 +146,3 @@ def render_html(
                 parts.append(f"<p>First {limit} of {n} rows; the CSV has them all.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{key}."))
-        else:
-            out[key] = f"{v:.4f}" if isinstance(v, float) else v
-    return out
