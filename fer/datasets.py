@@ -157,28 +157,31 @@ def augment_batch(x: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> t
     n = x.shape[0]
     if n == 0:
         return x
+    # Every random number in one CPU draw and one copy: on a GPU, eight small copies per batch
+    # would each stall the stream.
+    r = torch.rand(8, n, generator=gen).to(x.device, non_blocking=True)
 
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(x.device)
+    def u(row: int, lo: float, hi: float) -> torch.Tensor:
+        return r[row] * (hi - lo) + lo
 
-    flip = torch.rand(n, generator=gen) < 0.5 if spec.flip else None
+    flip = r[0] < 0.5 if spec.flip else None
     if spec.rotation_deg > 0 or spec.crop_jitter > 0:
-        angle = u(-spec.rotation_deg, spec.rotation_deg) * (math.pi / 180.0)
-        scale = u(1.0 - spec.crop_jitter, 1.0)  # zoom in up to crop_jitter, like a random crop
-        tx = u(-spec.crop_jitter, spec.crop_jitter)
-        ty = u(-spec.crop_jitter, spec.crop_jitter)
+        angle = u(1, -spec.rotation_deg, spec.rotation_deg) * (math.pi / 180.0)
+        scale = u(2, 1.0 - spec.crop_jitter, 1.0)  # zoom in up to crop_jitter, like a random crop
+        tx = u(3, -spec.crop_jitter, spec.crop_jitter)
+        ty = u(4, -spec.crop_jitter, spec.crop_jitter)
         # The flip rides along in the same sampling pass: mirror the x axis of the grid.
-        sx = torch.where(flip, -1.0, 1.0).to(x.device) if flip is not None else 1.0
+        sx = torch.where(flip, -1.0, 1.0) if flip is not None else 1.0
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
         grid = _affine_grid(cos * sx, -sin, tx, sin * sx, cos, ty, x.shape[-2], x.shape[-1])
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     elif flip is not None:
-        x = torch.where(flip.to(x.device).view(n, 1, 1, 1), x.flip(-1), x)
+        x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
     if spec.color_jitter > 0:
         j = spec.color_jitter
-        bright = u(1 - j, 1 + j).view(n, 1, 1, 1)
-        contrast = u(1 - j, 1 + j).view(n, 1, 1, 1)
-        sat = u(1 - j, 1 + j).view(n, 1, 1, 1)
+        bright = u(5, 1 - j, 1 + j).view(n, 1, 1, 1)
+        contrast = u(6, 1 - j, 1 + j).view(n, 1, 1, 1)
+        sat = u(7, 1 - j, 1 + j).view(n, 1, 1, 1)
         # brightness then contrast around the image mean, as one affine map per image
         mean = x.mean(dim=(1, 2, 3), keepdim=True) * bright
         x = x.mul_(bright * contrast).add_(mean * (1 - contrast))
@@ -207,7 +210,7 @@ def _affine_grid(
 
 
 def batches(
-    images: np.ndarray,
+    images: np.ndarray | torch.Tensor,
     labels: np.ndarray,
     *,
     batch_size: int,
@@ -220,20 +223,25 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(x, y)`` batches: uint8 rows gathered per batch, then :func:`preprocess`.
 
-    ``shuffle`` permutes with ``gen``; ``sample_weights`` instead draws ``len(labels)`` indices
-    with replacement (balanced sampling). The last partial batch is kept (small datasets).
+    ``images`` is a uint8 array, or a uint8 tensor already on ``device`` (see
+    :func:`to_device_if_fits`), gathered there. ``shuffle`` permutes with ``gen``;
+    ``sample_weights`` instead draws ``len(labels)`` indices with replacement (balanced
+    sampling). The last partial batch is kept (small datasets).
     """
     import torch
 
     n = len(labels)
     if sample_weights is not None:
         w = torch.as_tensor(sample_weights, dtype=torch.double)
-        order = torch.multinomial(w, n, replacement=True, generator=gen).numpy()
+        order = torch.multinomial(w, n, replacement=True, generator=gen)
     elif shuffle:
-        order = torch.randperm(n, generator=gen).numpy()
+        order = torch.randperm(n, generator=gen)
     else:
-        order = np.arange(n)
-    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        order = torch.arange(n)
+    resident = isinstance(images, torch.Tensor)
+    if resident:
+        order = order.to(images.device)
+    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(device)
     aug = None
     if augment is not None and augment.active and gen is not None:
         spec = augment
@@ -243,9 +251,24 @@ def batches(
 
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        x = preprocess(np.ascontiguousarray(images[idx]), input_spec, device=device, augment=aug)
-        y = y_all[torch.as_tensor(idx)].to(device, non_blocking=True)
-        yield x, y
+        rows = images[idx] if resident else np.ascontiguousarray(images[idx.numpy()])
+        x = preprocess(rows, input_spec, device=device, augment=aug)
+        yield x, y_all[idx.to(y_all.device)]
+
+
+def to_device_if_fits(
+    images: np.ndarray, device: str, *, share: float = 0.25
+) -> np.ndarray | torch.Tensor:
+    """The uint8 crops as a tensor on a CUDA ``device`` when they take at most ``share`` of its
+    free memory (batches are then gathered on the GPU, no copy per step); else unchanged."""
+    import torch
+
+    if not str(device).startswith("cuda") or images.nbytes == 0:
+        return images
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    if images.nbytes > share * free:
+        return images
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device)
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

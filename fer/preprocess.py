@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -92,10 +93,23 @@ def preprocess(
     if spec.color == "gray":
         weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
         x = (x * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
-    mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
+    mean, std = _mean_std(tuple(spec.mean), tuple(spec.std), str(x.device))
     if augment is not None:
         x = augment(x.div_(255.0))
         return x.sub_(mean).div_(std)
     # One fused pass: (x / 255 - mean) / std.
     return torch.addcmul(-mean / std, x, 1.0 / (255.0 * std))
+
+
+@lru_cache(maxsize=8)
+def _mean_std(
+    mean: tuple[float, ...], std: tuple[float, ...], device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalisation constants as (1, 3, 1, 1) tensors, made once per device (not per batch)."""
+    import torch
+
+    def shaped(v: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(v, device=device).view(1, 3, 1, 1)
+
+    with torch.inference_mode(False):  # plain tensors, usable in training and inference alike
+        return shaped(mean), shaped(std)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fer.datasets import AugmentSpec, batches, class_weights
+from fer.datasets import AugmentSpec, batches, class_weights, to_device_if_fits
 from fer.evaluation import accuracy, macro_f1
 from fer.preprocess import InputSpec, preprocess
 
@@ -262,6 +262,7 @@ def fit(
         best_state = start_state.get("best_state")
         first_epoch = int(start_state["epoch"]) + 1
 
+    train_x = to_device_if_fits(data.train_x, device)
     stopped_early = False
     patience = cfg.early_stopping_patience
     if patience and bad_epochs >= patience:
@@ -270,7 +271,7 @@ def fit(
     for epoch in range(first_epoch, cfg.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         loader = batches(
-            data.train_x, data.train_y, batch_size=cfg.batch_size, input_spec=data.input_spec,
+            train_x, data.train_y, batch_size=cfg.batch_size, input_spec=data.input_spec,
             device=device, gen=gen, shuffle=True, sample_weights=sample_weights, augment=augment,
         )  # fmt: skip
         tr = train_one_epoch(

@@ -11,7 +11,7 @@ import torch
 from trainkit import color_crop, make_project
 
 from fer.config import ModelSpec, TrainConfig
-from fer.datasets import AugmentSpec, augment_batch, load_crops
+from fer.datasets import AugmentSpec, augment_batch, batches, load_crops, to_device_if_fits
 from fer.errors import InputError
 from fer.models import build_model
 from fer.preprocess import InputSpec
@@ -105,6 +105,25 @@ def test_augmentation_is_seeded_and_bounded() -> None:
     )
     for i in range(8):  # each image is either itself or its mirror
         assert torch.equal(flip_only[i], x[i]) or torch.equal(flip_only[i], x[i].flip(-1))
+
+
+def test_device_resident_crops_give_the_same_batches() -> None:
+    # On a GPU, fit() keeps the uint8 crops on the device and gathers batches there; that path
+    # must yield exactly what the array path yields (same order, same augmentation).
+    x, y = _arrays(10, 0)
+    assert to_device_if_fits(x, "cpu") is x  # only CUDA devices take the resident path
+    spec = AugmentSpec()
+
+    def run(images: np.ndarray | torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(3)
+        it = batches(images, y, batch_size=7, input_spec=InputSpec(), gen=gen, shuffle=True,
+                     augment=spec)  # fmt: skip
+        return list(it)
+
+    plain, resident = run(x), run(torch.from_numpy(x))
+    assert len(plain) == len(resident) == 5
+    for (xa, ya), (xb, yb) in zip(plain, resident, strict=True):
+        assert torch.equal(ya, yb) and torch.allclose(xa, xb)
 
 
 def test_crop_cache_reused_and_bad_crops_recorded(tmp_path: Path) -> None:
