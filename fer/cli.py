@@ -7,13 +7,19 @@ Expectations, and ``fer --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fer.errors import FerError
+
+TIMINGS_ENV = "FER_TIMINGS"
+"""Set to a file path to append each command's wall time (process start to exit) as a JSON line:
+how benchmarks/bench_orchestration.py separates stage time from orchestration time."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +105,8 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Returns the exit code: 0 ok, 1 gate failed, 2 user error, 130 interrupted."""
     args = _parser().parse_args(argv)
+    if os.environ.get(TIMINGS_ENV):
+        atexit.register(_record_timing, os.environ[TIMINGS_ENV], list(argv or sys.argv[1:]))
     try:
         from fer.config import DEFAULT_PARAMS, load_config
 
@@ -113,6 +121,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fer {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _record_timing(path: str, argv: list[str]) -> None:
+    """Append ``{"argv", "start", "end"}`` (epoch seconds; start = process creation)."""
+    import json
+    import time
+
+    import psutil
+
+    start = psutil.Process().create_time()
+    line = json.dumps({"argv": argv, "start": start, "end": time.time()})
+    with open(path, "a", encoding="utf-8") as fh:  # one short append per process: no tearing
+        fh.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -101,3 +101,17 @@ def test_cli_turns_config_errors_into_exit_2_and_one_line(tmp_path, capsys) -> N
     assert err.count("\n") == 0 and "ingest.workerz: unknown key" in err
     assert main(["--params", str(tmp_path / "missing.yaml"), "ingest"]) == 2
     assert "params file not found" in capsys.readouterr().err
+
+
+def test_fer_timings_records_each_command_once(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    log = tmp_path / "times.jsonl"
+    env = {"PATH": "/usr/bin:/bin", "FER_TIMINGS": str(log)}
+    for args in (["--params", str(tmp_path / "missing.yaml"), "ingest"], ["split", "--help"]):
+        subprocess.run([sys.executable, "-m", "fer.cli", *args], env=env, capture_output=True)
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]  # --help exits early
+    assert record["argv"] == ["--params", str(tmp_path / "missing.yaml"), "ingest"]
+    assert 0 < record["end"] - record["start"] < 60
