@@ -96,7 +96,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "train": ("fer.stages.train", "run", ("model", "resume")),
     "evaluate": ("fer.stages.evaluate", "run", ("model",)),
     "predict": ("fer.stages.predict", "run", ("paths", "model", "out", "json")),
-    "pipeline": ("flows.pipeline", "run", ("models", "force")),
+    "pipeline": ("flows.launcher", "run", ("models", "force")),
     "serve": ("flows.serve", "run", ("cron",)),
     "ui": ("fer.ui", "run", ("host", "mlflow_port", "prefect_port")),
 }

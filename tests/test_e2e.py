@@ -127,6 +127,20 @@ def test_prefect_pipeline_after_dvc_repro_does_no_duplicate_work(
     assert all(r.state.is_completed() for r in runs)
 
 
+def test_fer_pipeline_cli_runs_on_its_own_temporary_server(built: Path) -> None:
+    import socket
+
+    proc = sh(built, str(BIN / "fer"), "pipeline")
+    out = proc.stdout + proc.stderr
+    match = re.search(r"temporary server on http://127\.0\.0\.1:(\d+)/api", out)
+    assert match, out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("sample", "evaluate@"))]
+    assert len(rows) == 3 and all(r[1:3] == ["up", "to"] for r in rows), out
+    assert "Error logging to API" not in out
+    with socket.socket() as sock:  # the server went away with the run
+        assert sock.connect_ex(("127.0.0.1", int(match.group(1)))) != 0
+
+
 # --- The UIs, in a real browser --------------------------------------------------------------
 
 
