@@ -48,6 +48,7 @@ def make(dest: Path, overrides: list[str]) -> Path:
 def timed(project: Path, *cmd: str) -> tuple[float, float]:
     """Wall seconds of ``cmd``, and the summed wall seconds of the stage commands it ran."""
     log = project.parent / f"{project.name}-timings.jsonl"  # outside the DVC workspace
+    log.unlink(missing_ok=True)
     start = time.perf_counter()
     sh(project, *cmd, timeout=7200, extra_env={"FER_TIMINGS": str(log)})
     wall = time.perf_counter() - start

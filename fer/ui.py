@@ -22,8 +22,8 @@ def _exe(name: str) -> str:
     return found
 
 
-def wait_healthy(url: str, timeout: float = 60.0) -> bool:
-    """Poll ``url`` until it answers 200 or ``timeout`` passes."""
+def wait_healthy(url: str, timeout: float = 60.0, interval: float = 0.5) -> bool:
+    """Poll ``url`` every ``interval`` s until it answers 200 or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -31,7 +31,7 @@ def wait_healthy(url: str, timeout: float = 60.0) -> bool:
                 if resp.status == 200:
                     return True
         except OSError:
-            time.sleep(0.5)
+            time.sleep(interval)
     return False
 
 

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,8 @@ class TemporaryServer:
 
     def wait_ready(self, timeout: float) -> bool:
         """Poll ``/api/health`` until it answers; relaunch once on a port clash."""
+        from fer.ui import wait_healthy
+
         deadline = time.monotonic() + timeout
         relaunched = False
         while time.monotonic() < deadline:
@@ -74,15 +75,10 @@ class TemporaryServer:
             if code == _PORT_IN_USE and not relaunched:
                 relaunched = True
                 self._launch()
-                continue
-            if code is not None:
+            elif code is not None:
                 return False
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return True
-            except OSError:
-                time.sleep(0.1)
+            elif wait_healthy(f"{self.api_url}/health", timeout=0.5, interval=0.1):
+                return True
         return False
 
     def stop(self) -> None:
