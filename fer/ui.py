@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,13 @@ def _exe(name: str) -> str:
     if not found:
         raise FerError(f"`{name}` not found: install the project (`pip install -e .`)")
     return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_healthy(url: str, timeout: float = 60.0, interval: float = 0.5) -> bool:

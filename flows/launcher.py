@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,12 +28,6 @@ _SERVER_ENV = {
     "PREFECT__SERVER_FINAL": "1",
 }
 _PORT_IN_USE = 3  # uvicorn's exit code when it cannot bind
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class TemporaryServer:
@@ -54,7 +47,9 @@ class TemporaryServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def _launch(self) -> None:
-        self.port = _free_port()
+        from fer.ui import free_port
+
+        self.port = free_port()
         cmd = [
             sys.executable, "-m", "uvicorn", "--app-dir", self._app_dir,
             "--factory", "prefect.server.api.server:create_app",

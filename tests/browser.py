@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -42,12 +41,6 @@ def render(url: str, *, screenshot: Path | None = None) -> str:
                 capture_output=True, timeout=120, check=False,
             )  # fmt: skip
     return dom
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 90.0) -> None:

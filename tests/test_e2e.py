@@ -172,8 +172,8 @@ def test_mlflow_ui_shows_both_models_with_accuracy(built: Path, server, tmp_path
     from mlflow.tracking import MlflowClient
 
     from fer.config import load_config
-    from fer.ui import mlflow_ui_command
-    from tests.browser import chromium, free_port, render, wait_http
+    from fer.ui import free_port, mlflow_ui_command
+    from tests.browser import chromium, render, wait_http
 
     chromium()
     cfg = load_config(built / "params.yaml")
@@ -200,7 +200,8 @@ def test_served_deployment_runs_and_prefect_ui_shows_it(built: Path, server, tmp
 
     import httpx
 
-    from tests.browser import chromium, free_port, render, wait_http
+    from fer.ui import free_port
+    from tests.browser import chromium, render, wait_http
 
     chromium()
     port = free_port()

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from test_predict import photos
 from fer import CLASSES
 from fer.config import Config
 from fer.errors import ModelError
+from fer.ui import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -112,12 +112,6 @@ def test_registry_uris_and_fallback(project: tuple[Path, Config], no_env_uri: No
     assert (resolved.how, resolved.path) == ("fallback", root / "models" / "baseline")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, timeout: float = 2.0) -> int:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # loopback only
@@ -129,7 +123,7 @@ def _get(url: str, timeout: float = 2.0) -> int:
 @pytest.mark.slow
 def test_mlflow_models_serve_round_trip(project: tuple[Path, Config], tmp_path: Path) -> None:
     root, _ = project
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # mlflow execs uvicorn from the venv
