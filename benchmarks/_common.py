@@ -24,7 +24,8 @@ def detect_config(root: Path, run: str | None = None, **detect: Any) -> Any:
         _PARAMS.update(yaml.safe_load((REPO / "params.yaml").read_text()))
     raw = copy.deepcopy(_PARAMS)
     out = root / run if run else root
-    raw["sample"] = {**raw["sample"], "width": 640, "height": 480}
+    raw["sample"] = {**raw["sample"], "width": 640, "height": 480, "out": str(root / "raw")}
+    raw["sample"]["truth"] = str(root / "truth.csv")
     raw["ingest"] = {**raw["ingest"], "raw_dir": str(root / "raw"), "manifest": str(root / "m.pq")}
     raw["detect"] = {
         **raw["detect"],
@@ -32,7 +33,6 @@ def detect_config(root: Path, run: str | None = None, **detect: Any) -> Any:
         "images": str(out / "detections.parquet"),
         "crops_dir": str(out / "crops"),
         "cache_dir": str(out / "cache"),
-        "truth": str(root / "truth.csv"),
         "metrics": str(out / "detect.json"),
         **detect,
     }

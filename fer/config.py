@@ -30,7 +30,7 @@ class Section(BaseModel):
 class SampleConfig(Section):
     """`fer sample`: the synthetic sandbox (DESIGN.md §4)."""
 
-    out: Path = Path("data/raw")
+    out: Path = Path("data/sandbox")
     truth: Path = Path("data/sample_truth.csv")
     n: Annotated[int, Field(ge=1)] = 1800
     seed: int = 0
@@ -58,7 +58,7 @@ class SampleConfig(Section):
 class IngestConfig(Section):
     """`fer ingest`: raw tree to manifest."""
 
-    raw_dir: Path = Path("data/raw")
+    raw_dir: Path = Path("data/sandbox")
     manifest: Path = Path("data/manifest.parquet")
     unknown_folders: Literal["error", "ignore"] = "error"
     max_pixels: Annotated[int, Field(ge=1)] = 89_478_485
@@ -110,7 +110,6 @@ class DetectConfig(Section):
     images: Path = Path("data/detections.parquet")
     crops_dir: Path = Path("data/faces")
     cache_dir: Path = Path(".fer_cache/detect")
-    truth: Path | None = Path("data/sample_truth.csv")
     metrics: Path = Path("metrics/detect.json")
     iou_threshold: Fraction = 0.5
     crop: CropConfig = CropConfig()
@@ -134,7 +133,6 @@ class ValidateConfig(Section):
 
     out_dir: Path = Path("data/validation")
     metrics: Path = Path("metrics/validate.json")
-    truth: Path | None = Path("data/sample_truth.csv")
     min_width: Annotated[int, Field(ge=1)] = 32
     min_height: Annotated[int, Field(ge=1)] = 32
     max_width: Annotated[int, Field(ge=1)] = 20000
@@ -212,7 +210,6 @@ class EvaluateConfig(Section):
 
     metrics_dir: Path = Path("metrics")
     plots_dir: Path = Path("plots")
-    truth: Path | None = Path("data/sample_truth.csv")
     gallery_size: Annotated[int, Field(ge=0)] = 24
 
 
@@ -269,6 +266,17 @@ class Config(Section):
                     )
                 seen[key] = cls
         return self
+
+    @property
+    def truth(self) -> Path | None:
+        """The sandbox's truth CSV when the images are the sandbox's, else None.
+
+        Ground truth exists only for what `fer sample` rendered, so it is derived rather than
+        set: scoring against truth happens exactly when ``ingest.raw_dir`` is ``sample.out``.
+        """
+        if self.ingest.raw_dir.resolve() == self.sample.out.resolve():
+            return self.sample.truth
+        return None
 
     def model_spec(self, name: str) -> ModelSpec:
         """Options of one architecture; defaults when the `models:` section omits it."""

@@ -120,7 +120,7 @@ class FacePyfunc(mlflow.pyfunc.PythonModel):
         detect = dict(config.get("detect", {}))
         if detect.get("backend", "ssd") == "ssd":
             detect["model_path"] = context.artifacts["ssd_1"]  # caffemodel, prototxt beside it
-        keep = set(DetectConfig.model_fields) - {"crop", "truth", "faces", "images", "crops_dir"}
+        keep = set(DetectConfig.model_fields) - {"crop", "faces", "images", "crops_dir"}
         self.detect_cfg = DetectConfig(**{k: v for k, v in detect.items() if k in keep})
         self.detector = create_detector(self.detect_cfg)
         self.crop_cfg = self.classifier.crop_config()

@@ -84,6 +84,7 @@ def _raw_tree(raw: Path) -> None:
 def _config(tmp: Path, **detect_overrides: Any) -> Config:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     crop = detect_overrides.pop("crop", {})
+    raw["sample"] = {**raw["sample"], "out": str(tmp / "raw"), "truth": str(tmp / "truth.csv")}
     raw["ingest"] = {**raw["ingest"], "raw_dir": str(tmp / "raw"), "manifest": str(tmp / "m.pq")}
     raw["detect"] = {
         **raw["detect"],
@@ -93,7 +94,6 @@ def _config(tmp: Path, **detect_overrides: Any) -> Config:
         "images": str(tmp / "detections.parquet"),
         "crops_dir": str(tmp / "crops"),
         "cache_dir": str(tmp / "cache"),
-        "truth": str(tmp / "truth.csv"),
         "metrics": str(tmp / "metrics" / "detect.json"),
         "crop": {**raw["detect"]["crop"], **crop},
         **detect_overrides,

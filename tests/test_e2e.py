@@ -34,7 +34,7 @@ def built(tmp_path_factory) -> Path:
 
 def test_fresh_clone_builds_every_output(built: Path) -> None:
     for rel in [
-        "data/raw", "data/sample_truth.csv", "data/manifest.parquet", "data/faces.parquet",
+        "data/sandbox", "data/sample_truth.csv", "data/manifest.parquet", "data/faces.parquet",
         "data/detections.parquet", "data/validation/quarantine.csv", "data/splits.parquet",
         "models/alexnet/model.pt", "models/baseline/model.pt", "metrics/alexnet.json",
         "metrics/baseline.json", "metrics/detect.json", "metrics/validate.json",

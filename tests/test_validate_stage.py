@@ -43,7 +43,7 @@ def build_project(
     flipped = set(rng.permutation(n_faces)[: n_faces // 10].tolist())
 
     def add_image(path: str, img: np.ndarray | None, given: str, true: str, n: int) -> str:
-        full = root / "data" / "raw" / path
+        full = root / "data" / "sandbox" / path
         full.parent.mkdir(parents=True, exist_ok=True)
         if img is not None:
             cv2.imwrite(str(full), img)
@@ -123,15 +123,15 @@ def build_project(
         path = f"{FOLDER[given]}/{i:04d}.jpg"
         add_face(path, add_image(path, img, given, true, 1), given, crop)
     # An exact copy under another folder name, and a re-encoded near copy.
-    src = root / "data/raw" / manifest[0]["path"]
+    src = root / "data/sandbox" / manifest[0]["path"]
     crop0 = cv2.cvtColor(cv2.imread(str(root / faces[0]["crop_path"])), cv2.COLOR_BGR2RGB)
     for path, img in (("happy/copy.jpg", None), ("happy/near.jpg", cv2.imread(str(src)))):
         if img is None:
-            (root / "data/raw" / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / "data/raw" / path).write_bytes(src.read_bytes())
+            (root / "data/sandbox" / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / "data/sandbox" / path).write_bytes(src.read_bytes())
         else:
             _, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 60])
-            (root / "data/raw" / path).write_bytes(buf.tobytes())
+            (root / "data/sandbox" / path).write_bytes(buf.tobytes())
         add_face(path, add_image(path, None, "positive", "positive", 1), "positive", crop0)
     # Scenes without a face, one the detector crashed on, and a truncated file.
     for k in range(6):
@@ -165,7 +165,7 @@ def build_project(
             reason="RuntimeError: boom",
         )
     )
-    (root / "data/raw/happy/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / "data/sandbox/happy/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     manifest.append(
         dict(
             id="",
@@ -306,7 +306,7 @@ def test_blocking_failure_stops_with_summary_and_keeps_outputs(tmp_path, monkeyp
     assert (tmp_path / "data/validation/report.html").is_file()
     metrics = json.loads((tmp_path / "metrics/validate.json").read_text())
     assert metrics["gate_passed"] == 0 and metrics["failed_blocking"] == 1
-    assert (tmp_path / "data/raw" / faces["path"].iloc[4]).is_file()  # nothing deleted
+    assert (tmp_path / "data/sandbox" / faces["path"].iloc[4]).is_file()  # nothing deleted
 
 
 def test_restore_list_and_mlflow_run(tmp_path, monkeypatch, capsys):

@@ -137,7 +137,7 @@ def run(cfg: Config) -> dict[str, Any]:
         crops_removed=removed,
         settings_hash=det_hash,
     )
-    truth = Path(dcfg.truth) if dcfg.truth is not None else None
+    truth = cfg.truth
     if truth is not None and truth.is_file():
         metrics["localization"] = _localization(detections, results, truth, dcfg.iou_threshold)
     write_json(dcfg.metrics, metrics)

@@ -1,7 +1,7 @@
 """`fer evaluate [--model NAME]`: the test split → metrics/<model>.json, plots/<model>/, MLflow.
 
 Metrics and figures are logged into the SAME MLflow run as the training (its id is in
-``models/<model>/run.json``). On the sandbox, ``evaluate.truth`` (``sample_truth.csv``) also
+``models/<model>/run.json``). On the sandbox, its truth (``sample.truth``) also
 gives the accuracy against the TRUE labels, since the test split's labels are noisy too.
 """
 
@@ -71,7 +71,7 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
     report = classification_report(test_y, pred, CLASSES)
     table = data.table.iloc[rows].reset_index(drop=True)
 
-    truth = true_labels(cfg.evaluate.truth, table["path"])
+    truth = true_labels(cfg.truth, table["path"])
     known = truth.notna().to_numpy()
     metrics: dict[str, Any] = {
         "model": name,

@@ -97,7 +97,7 @@ def run(cfg: Config) -> dict[str, Any]:
             assert crops is not None
             dups = _duplicates(cfg, manifest, faces, crop_prints, notes)
             issues, scored = _label_issues(cfg, faces, crops, readable, q, dups)
-            truth_metrics = _score_truth(v.truth, detections, faces, q, issues, scored)
+            truth_metrics = _score_truth(cfg.truth, detections, faces, q, issues, scored)
         facts = {
             "quarantined": len(q),
             "quarantine_reasons": quarantine.reason_counts(q),
