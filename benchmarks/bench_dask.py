@@ -39,15 +39,23 @@ def _load() -> str:
     return f"{one:.1f}/{five:.1f}"
 
 
+def _noop(x: int) -> int:
+    return x
+
+
 def noop_prefect(m: int, workers: int) -> tuple[float, float]:
     """``m`` no-op tasks through the flow: (seconds to the first result, wall s per task)."""
-    from fer.faces.prefect_dask import noop_task, run_flow
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
 
+    from flows.dask_runner import run_flow
+
+    noop = task(_noop, name="noop", persist_result=False, cache_policy=NO_CACHE)
     start = time.perf_counter()
     stamps = [
         time.perf_counter()
         for _ in run_flow(
-            lambda i: noop_task.submit(i),
+            lambda i: noop.submit(i),
             range(m),
             workers=workers,
             address=None,
@@ -106,7 +114,8 @@ def startup(root: Path, executor: str, workers: int) -> float:
     """Seconds for the executor to start and return one one-image batch per worker."""
     import pandas as pd
 
-    from fer.faces.runner import Task, WorkerSpec, run_batches
+    from fer.faces.runner import run_batches
+    from fer.faces.worker import Task, WorkerSpec
 
     cfg = detect_config(root, run=f"start_{executor}")
     m = pd.read_parquet(root / "m.pq")
@@ -148,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     base.mkdir(parents=True, exist_ok=True)
     # Our own Prefect database: the benchmark's flow runs never mix with a user's.
     os.environ.setdefault("PREFECT_HOME", str(base / "prefect"))
-    from fer.faces.prefect_dask import shared_api
     from fer.stages import detect, ingest, sample
+    from flows.dask_runner import shared_api
 
     w = args.workers
     print(f"# bench_dask: n={args.n}, workers={w}, cpus={os.cpu_count()}, load {_load()}")

@@ -55,9 +55,9 @@ def _untrained_model(folder: Path, arch: str) -> Path:
     import torch
 
     from fer.config import ModelSpec
-    from fer.inference import model_payload
-    from fer.models import build_model
-    from fer.preprocess import InputSpec
+    from fer.learning.models import build_model
+    from fer.learning.preprocess import InputSpec
+    from fer.prediction.inference import model_payload
 
     cfg = _cfg()
     spec = cfg.model_spec(arch)
@@ -105,8 +105,8 @@ def _median_ms(fn: Any, repeats: int) -> float:
 def bench_single(model_dir: Path, tmp: Path, repeats: int) -> dict[str, float]:
     from fer.data.images import load_rgb
     from fer.faces.detectors import create_detector
-    from fer.inference import FaceClassifier
-    from fer.predict import annotate, face_record
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.predict import annotate, face_record
 
     cfg = _cfg()
     path = tmp / "one_face.jpg"
@@ -225,8 +225,8 @@ def bench_video(model_dir: Path, tmp: Path, frames: int) -> dict[str, float]:
     import cv2
 
     from fer.faces.detectors import create_detector
-    from fer.inference import FaceClassifier
-    from fer.video import process_video, video_codec
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.video import process_video, video_codec
 
     face = cv2.cvtColor(_photo_640x480(), cv2.COLOR_RGB2BGR)
     path = tmp / "clip.mp4"

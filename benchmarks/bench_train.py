@@ -63,8 +63,8 @@ def bare_loop(
     import torch
 
     from fer.config import ModelSpec
-    from fer.models import build_model
-    from fer.preprocess import InputSpec, preprocess
+    from fer.learning.models import build_model
+    from fer.learning.preprocess import InputSpec, preprocess
 
     torch.manual_seed(seed)
     model = build_model(name, ModelSpec(), input_size=x.shape[1]).to(device).train()
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from fer.config import config_from_dict
-    from fer.datasets import cpu_threads
+    from fer.learning.datasets import cpu_threads
+    from fer.learning.training import resolve_device
     from fer.stages.train import read_splits, run, subset
-    from fer.training import resolve_device
 
     torch.set_num_threads(cpu_threads(args.threads))
     device = resolve_device(args.device)

@@ -18,6 +18,18 @@ from test_detect_stage import _config, project  # noqa: F401  (the fixture is us
 from fer.stages import detect
 
 
+def _noop(x: int) -> int:
+    return x
+
+
+def noop_task():
+    """A Prefect task that does nothing (built on use: Prefect is imported lazily)."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(_noop, name="noop", persist_result=False, cache_policy=NO_CACHE)
+
+
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A throw-away Prefect server and home for this module's flow runs."""
@@ -76,10 +88,12 @@ def test_dask_executor_matches_local(project: Path, prefect_server: None) -> Non
 
 
 def test_dask_flow_stops_cleanly_when_the_caller_stops(prefect_server: None) -> None:
-    from fer.faces.prefect_dask import FLOW_NAME, noop_task, run_flow
+    from flows.dask_runner import FLOW_NAME, run_flow
+
+    noop = noop_task()
 
     results = run_flow(
-        lambda i: noop_task.submit(i),
+        lambda i: noop.submit(i),
         range(1000),
         workers=1,
         address=None,
@@ -112,10 +126,12 @@ def test_bad_dask_address_is_a_one_line_error(
 
 def test_no_work_starts_nothing() -> None:
     """An all-cached re-run must not pay for a Prefect server, a flow run or a cluster."""
-    from fer.faces.prefect_dask import FLOW_NAME, noop_task, run_flow
+    from flows.dask_runner import FLOW_NAME, run_flow
+
+    noop = noop_task()
 
     results = run_flow(
-        lambda i: noop_task.submit(i),
+        lambda i: noop.submit(i),
         [],
         workers=2,
         address="tcp://127.0.0.1:1",  # never contacted

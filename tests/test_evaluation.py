@@ -13,7 +13,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from fer.evaluation import (
+from fer.learning.evaluation import (
     classification_report,
     confusion,
     confusion_figure,

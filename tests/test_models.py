@@ -10,9 +10,9 @@ import torch
 
 from fer.config import ModelSpec
 from fer.errors import ConfigError, ModelError
-from fer.models import available, build_model
-from fer.models.alexnet import feature_size
-from fer.preprocess import InputSpec, preprocess
+from fer.learning.models import available, build_model
+from fer.learning.models.alexnet import feature_size
+from fer.learning.preprocess import InputSpec, preprocess
 
 
 @pytest.mark.parametrize("name", ["alexnet", "baseline", "resnet18"])

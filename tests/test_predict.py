@@ -142,8 +142,8 @@ def test_batched_equals_unbatched_and_analyze_image(
     from fer.config import DetectConfig
     from fer.data.images import load_rgb
     from fer.faces.detectors import create_detector
-    from fer.inference import FaceClassifier, analyze_image
-    from fer.predict import expand_inputs, predict_images
+    from fer.prediction.inference import FaceClassifier, analyze_image
+    from fer.prediction.predict import expand_inputs, predict_images
 
     detector = create_detector(DetectConfig())
     clf = FaceClassifier.load(model_dir)
@@ -174,7 +174,7 @@ def test_batched_equals_unbatched_and_analyze_image(
 
 
 def test_expand_inputs_names_and_missing(tmp_path: Path) -> None:
-    from fer.predict import annotated_path, expand_inputs
+    from fer.prediction.predict import annotated_path, expand_inputs
 
     (tmp_path / "d" / "x").mkdir(parents=True)
     for rel in ("d/a.jpg", "d/a.png", "d/x/a.jpg", "d/.git/b.jpg", "d/.DS_Store", "d/clip.MP4"):
@@ -221,7 +221,7 @@ def _cfg(tmp_path: Path, **predict: object):
 
 
 def test_resolve_local_paths(model_dir: Path, tmp_path: Path) -> None:
-    from fer.model_resolution import resolve_model
+    from fer.prediction.model_resolution import resolve_model
 
     cfg = _cfg(tmp_path)
     assert resolve_model(cfg, str(model_dir)).path == model_dir
@@ -245,7 +245,7 @@ def test_resolve_local_paths(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_resolve_bad_uri_names_it_and_creates_no_store(tmp_path: Path, monkeypatch) -> None:
-    from fer.model_resolution import resolve_model
+    from fer.prediction.model_resolution import resolve_model
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = _cfg(tmp_path)

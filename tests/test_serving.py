@@ -117,7 +117,7 @@ def test_pyfunc_loads_in_a_fresh_process(trained: dict, tmp_path: Path) -> None:
 def test_face_classifier_and_analyze_image(trained: dict) -> None:
     from fer.config import DetectConfig
     from fer.faces.detectors import create_detector
-    from fer.inference import FaceClassifier, analyze_image
+    from fer.prediction.inference import FaceClassifier, analyze_image
 
     clf = FaceClassifier.load(trained["root"] / "models/baseline")
     assert clf.arch == "baseline" and clf.classes == CLASSES
@@ -133,7 +133,7 @@ def test_face_classifier_and_analyze_image(trained: dict) -> None:
 
 
 def test_model_file_errors(tmp_path: Path) -> None:
-    from fer.inference import FaceClassifier
+    from fer.prediction.inference import FaceClassifier
 
     with pytest.raises(ModelError, match="not found"):
         FaceClassifier.load(tmp_path)

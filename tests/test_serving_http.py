@@ -67,7 +67,7 @@ def no_env_uri(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_default_is_registry_alias(project: tuple[Path, Config], no_env_uri: None) -> None:
-    from fer.model_resolution import resolve_model
+    from fer.prediction.model_resolution import resolve_model
 
     root, cfg = project
     resolved = resolve_model(cfg, None)
@@ -81,7 +81,7 @@ def test_default_is_registry_alias(project: tuple[Path, Config], no_env_uri: Non
 def test_explicit_local_dir_wins(
     project: tuple[Path, Config], no_env_uri: None, tmp_path: Path
 ) -> None:
-    from fer.model_resolution import resolve_model
+    from fer.prediction.model_resolution import resolve_model
 
     root, cfg = project
     other = tmp_path / "other"
@@ -91,7 +91,7 @@ def test_explicit_local_dir_wins(
 
 
 def test_registry_uris_and_fallback(project: tuple[Path, Config], no_env_uri: None) -> None:
-    from fer.model_resolution import resolve_model
+    from fer.prediction.model_resolution import resolve_model
 
     root, cfg = project
     assert (resolve_model(cfg, "models:/fer-classifier/1").path / "model.pt").is_file()

@@ -10,8 +10,8 @@ import pytest
 
 from fer import CLASSES
 from fer.config import config_from_dict
+from fer.data.splitting import apply_label_actions, assign_splits, leakage_groups
 from fer.errors import InputError
-from fer.splitting import apply_label_actions, assign_splits, leakage_groups
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 

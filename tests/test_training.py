@@ -11,11 +11,17 @@ import torch
 from trainkit import color_crop, make_project
 
 from fer.config import ModelSpec, TrainConfig
-from fer.datasets import AugmentSpec, augment_batch, batches, load_crops, to_device_if_fits
 from fer.errors import InputError
-from fer.models import build_model
-from fer.preprocess import InputSpec
-from fer.training import FitData, evaluate_loader, fit
+from fer.learning.datasets import (
+    AugmentSpec,
+    augment_batch,
+    batches,
+    load_crops,
+    to_device_if_fits,
+)
+from fer.learning.models import build_model
+from fer.learning.preprocess import InputSpec
+from fer.learning.training import FitData, evaluate_loader, fit
 
 NO_TRACKING = {"enabled": False}
 
@@ -167,7 +173,7 @@ def _check_outputs(out: Path) -> pd.DataFrame:
 
 def test_train_stage_outputs_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stage level: a run interrupted in epoch 2 and resumed matches an uninterrupted one."""
-    import fer.training
+    import fer.learning.training
     from fer.stages.train import run
 
     cfg = _stage_project(tmp_path / "straight")
@@ -177,7 +183,7 @@ def test_train_stage_outputs_and_resume(tmp_path: Path, monkeypatch: pytest.Monk
 
     cfg = _stage_project(tmp_path / "killed")
     monkeypatch.chdir(tmp_path / "killed")
-    real = fer.training.train_one_epoch
+    real = fer.learning.training.train_one_epoch
     calls = {"n": 0}
 
     def dies_in_epoch_two(*args: object, **kw: object) -> dict:
@@ -186,11 +192,11 @@ def test_train_stage_outputs_and_resume(tmp_path: Path, monkeypatch: pytest.Monk
             raise KeyboardInterrupt  # what Ctrl-C (or the CLI's SIGINT) raises mid-epoch
         return real(*args, **kw)
 
-    monkeypatch.setattr(fer.training, "train_one_epoch", dies_in_epoch_two)
+    monkeypatch.setattr(fer.learning.training, "train_one_epoch", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, model="baseline", resume=False)
     assert len(pd.read_csv(tmp_path / "killed/plots/baseline/history.csv")) == 1
-    monkeypatch.setattr(fer.training, "train_one_epoch", real)
+    monkeypatch.setattr(fer.learning.training, "train_one_epoch", real)
     resumed = run(cfg, model="baseline", resume=True)
     resumed_history = _check_outputs(tmp_path / "killed/models/baseline")
 

@@ -16,7 +16,7 @@ from fer import CLASSES
 from fer.config import config_from_dict
 from fer.errors import InputError
 from fer.faces.detectors import Face
-from fer.video import iou, match_tracks
+from fer.prediction.video import iou, match_tracks
 
 N_FRAMES, WIDTH, HEIGHT, STEP = 10, 320, 240, 8
 
@@ -64,8 +64,8 @@ def _read_back(path: Path) -> list[np.ndarray]:
 
 
 def test_video_round_trip(model_dir: Path, clip: Path, tmp_path: Path) -> None:
+    from fer.prediction.video import video_codec
     from fer.stages.predict import run
-    from fer.video import video_codec
 
     result = run(_cfg(1), paths=[clip], model=str(model_dir), out=tmp_path, json=False)
     (rec,) = result["records"]

@@ -24,7 +24,8 @@ from fer.errors import InputError
 from fer.faces.cache import DetectionCache
 from fer.faces.crops import crop_name, crop_settings_hash, kept_indices
 from fer.faces.detectors import Face, create_detector, settings_hash
-from fer.faces.runner import Result, Task, WorkerSpec, resolve_workers, run_batches
+from fer.faces.runner import resolve_workers, run_batches
+from fer.faces.worker import Result, Task, WorkerSpec
 from fer.io import read_table, write_json, write_parquet
 from fer.progress import bar
 

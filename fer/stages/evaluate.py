@@ -38,8 +38,8 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
     import torch
 
     from fer import tracking
-    from fer.datasets import cpu_threads
-    from fer.evaluation import (
+    from fer.learning.datasets import cpu_threads
+    from fer.learning.evaluation import (
         classification_report,
         confusion_figure,
         curves_figure,
@@ -47,10 +47,10 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
         save_figure,
         worst_mistakes,
     )
-    from fer.inference import FaceClassifier
-    from fer.models import available
+    from fer.learning.models import available
+    from fer.learning.training import resolve_device
+    from fer.prediction.inference import FaceClassifier
     from fer.stages.train import read_splits, subset
-    from fer.training import resolve_device
 
     name = (model or cfg.train.model).strip().lower()
     if name not in available():

@@ -3,12 +3,12 @@
 Images (files or folders, walked recursively) get ``<out>/<name>.annotated.jpg``; videos get
 ``<out>/<name>.annotated.mp4`` (MJPG ``.avi`` where this OpenCV cannot write mp4v). All records
 also go to ``<out>/predictions.json``. With ``--json`` stdout holds only that JSON (a list of
-records, see fer.predict and fer.video for their shapes); progress and summaries go to
-stderr. Unreadable files get an ``error`` record and the rest go on; if no input at all could
-be used the stage fails (exit 2) after writing its report.
+records, see fer.prediction.predict and fer.prediction.video for their shapes); progress and
+summaries go to stderr. Unreadable files get an ``error`` record and the rest go on; if no input
+at all could be used the stage fails (exit 2) after writing its report.
 
 This module's import path stays free of Prefect, DVC and Great Expectations, and mlflow is
-imported only when the model is an MLflow URI (see fer.model_resolution).
+imported only when the model is an MLflow URI (see fer.prediction.model_resolution).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from fer.errors import InputError
 from fer.io import write_bytes, write_json
-from fer.model_resolution import resolve_model
-from fer.predict import (
+from fer.prediction.model_resolution import resolve_model
+from fer.prediction.predict import (
     InputItem,
     annotate,
     annotated_path,
@@ -35,7 +35,7 @@ from fer.progress import bar
 
 if TYPE_CHECKING:
     from fer.config import Config, CropConfig
-    from fer.inference import FaceClassifier
+    from fer.prediction.inference import FaceClassifier
 
 REPORT = "predictions.json"
 
@@ -126,7 +126,7 @@ def run(
 
 def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, CropConfig]:
     """The classifier and the crop settings it was trained with (params' when not recorded)."""
-    from fer.inference import FaceClassifier
+    from fer.prediction.inference import FaceClassifier
 
     classifier = FaceClassifier.load(model_dir, batch_size=cfg.predict.batch_size)
     # A model trained with other crop settings must see crops cut its way.
@@ -136,7 +136,7 @@ def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, CropC
 def _video(
     item: InputItem, out_dir: Path, cfg: Config, detector: Any, classifier: Any, crop: Any
 ) -> dict[str, Any]:
-    from fer.video import process_video, video_codec
+    from fer.prediction.video import process_video, video_codec
 
     try:
         _, suffix = video_codec()

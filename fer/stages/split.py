@@ -41,7 +41,7 @@ def run(cfg: Config) -> dict[str, Any]:
     """Write the split table; returns per-split counts and exclusion counts."""
     import pandas as pd
 
-    from fer.splitting import SPLITS, apply_label_actions, assign_splits, leakage_groups
+    from fer.data.splitting import SPLITS, apply_label_actions, assign_splits, leakage_groups
 
     s = cfg.split
     faces_path = Path(cfg.detect.faces)

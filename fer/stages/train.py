@@ -1,6 +1,6 @@
 """`fer train [--model NAME] [--resume]`: splits.parquet + crops → models/<model>/ + MLflow run.
 
-File I/O, tracking and printing live here; the loop itself is :func:`fer.training.fit`.
+File I/O, tracking and printing live here; the loop itself is :func:`fer.learning.training.fit`.
 Outputs (docs/data-contracts.md): ``models/<model>/model.pt`` (best epoch) and ``run.json``;
 ``plots/<model>/history.csv`` (training curves, rewritten every epoch). The checkpoint for
 ``--resume`` (every epoch) and the best weights so far live under
@@ -55,7 +55,7 @@ def read_splits(cfg: Config, *, progress: bool = True) -> SplitData:
     Raises:
         InputError: the table is missing, unreadable or lacks a column.
     """
-    from fer.datasets import load_crops
+    from fer.learning.datasets import load_crops
 
     path = Path(cfg.split.out)
     table = read_table(path, producer="fer split", columns=SPLIT_COLUMNS).reset_index(drop=True)
@@ -173,11 +173,11 @@ def run(cfg: Config, *, model: str | None = None, resume: bool = False) -> dict[
     import torch
 
     from fer import tracking
-    from fer.datasets import cpu_threads
-    from fer.inference import model_payload
-    from fer.models import available, build_model
-    from fer.preprocess import InputSpec
-    from fer.training import FitData, fit, resolve_device
+    from fer.learning.datasets import cpu_threads
+    from fer.learning.models import available, build_model
+    from fer.learning.preprocess import InputSpec
+    from fer.learning.training import FitData, fit, resolve_device
+    from fer.prediction.inference import model_payload
 
     tc = cfg.train
     name = (model or tc.model).strip().lower()
@@ -293,7 +293,7 @@ def run(cfg: Config, *, model: str | None = None, resume: bool = False) -> dict[
             "seconds": round(time.perf_counter() - started, 1),
         }
         if mrun is not None:
-            from fer.serving import log_arguments
+            from fer.prediction.serving import log_arguments
 
             mrun.log_metrics({"best_val_macro_f1": result.best_val_macro_f1,
                               "best_epoch": result.best_epoch})  # fmt: skip

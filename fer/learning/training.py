@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fer.datasets import AugmentSpec, batches, class_weights, to_device_if_fits
-from fer.evaluation import accuracy, macro_f1
-from fer.preprocess import InputSpec, preprocess
+from fer.learning.datasets import AugmentSpec, batches, class_weights, to_device_if_fits
+from fer.learning.evaluation import accuracy, macro_f1
+from fer.learning.preprocess import InputSpec, preprocess
 
 if TYPE_CHECKING:
     import torch

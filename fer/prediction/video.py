@@ -30,7 +30,7 @@ import numpy as np
 
 from fer import CLASSES
 from fer.errors import InputError
-from fer.predict import annotate, classify_crops, face_record
+from fer.prediction.predict import annotate, classify_crops, face_record
 
 if TYPE_CHECKING:
     from fer.config import CropConfig

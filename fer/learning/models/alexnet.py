@@ -34,7 +34,7 @@ def build(spec: ModelSpec, *, num_classes: int = 3, input_size: int = 64) -> nn.
     from torch import nn
     from torchvision.models import alexnet
 
-    from fer.models import load_matching, read_state
+    from fer.learning.models import load_matching, read_state
 
     side = feature_size(input_size)
     model = alexnet(weights=None, num_classes=num_classes, dropout=spec.dropout)

@@ -1,8 +1,8 @@
 """Classify faces with a trained model: ``model.pt`` in, ``[positive, negative, neutral]`` out.
 
-Used by evaluation, the MLflow pyfunc (fer/serving.py) and ``fer predict``. ``model.pt`` holds
-plain tensors and types only (loaded with ``weights_only=True``): the architecture is rebuilt by
-name from the registry, so no pickled code ever runs.
+Used by evaluation, the MLflow pyfunc (fer/prediction/serving.py) and ``fer predict``.
+``model.pt`` holds plain tensors and types only (loaded with ``weights_only=True``): the
+architecture is rebuilt by name from the registry, so no pickled code ever runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from fer import CLASSES
 from fer.errors import ModelError
-from fer.preprocess import InputSpec, preprocess
+from fer.learning.preprocess import InputSpec, preprocess
 
 if TYPE_CHECKING:
     from torch import nn
@@ -58,7 +58,7 @@ def load_model_file(path: str | Path, device: str = "cpu") -> tuple[nn.Module, d
     import torch
 
     from fer.config import ModelSpec
-    from fer.models import build_model
+    from fer.learning.models import build_model
 
     p = Path(path)
     if p.is_dir():

@@ -20,7 +20,7 @@ def build(spec: ModelSpec, *, num_classes: int = 3, input_size: int = 64) -> nn.
     """Baseline CNN; ``spec.width`` sets the first block's channels."""
     from torch import nn
 
-    from fer.models import load_matching, read_state
+    from fer.learning.models import load_matching, read_state
 
     w = spec.width
     layers: list[nn.Module] = []

@@ -1,6 +1,6 @@
 """Detection batches as Prefect tasks on a Dask cluster, through ``prefect_dask``.
 
-A small flow (``detect-batches``) submits :func:`fer.faces.runner.process_batch` per batch as
+A small flow (``detect-batches``) submits :func:`fer.faces.worker.process_batch` per batch as
 a Prefect task to a ``DaskTaskRunner`` (a scheduler address, or a fresh ``LocalCluster``),
 keeping at most ``2 × workers`` batches in flight. A flow cannot yield, so it runs in a
 background thread and hands each finished batch to the caller's generator through a bounded
@@ -24,7 +24,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from fer.errors import ConfigError
-from fer.faces.runner import Result, Task, WorkerSpec, _crashed, process_batch
+from fer.faces.worker import Result, Task, WorkerSpec, crashed, process_batch
 
 FLOW_NAME = "detect-batches"
 CONNECT_TIMEOUT_S = 5  # a live scheduler answers in well under a second
@@ -35,12 +35,6 @@ _END = object()
 def detect_batch(spec: WorkerSpec, batch: list[Task]) -> list[Result]:
     """One batch on a Dask worker; the detector is loaded once per worker process."""
     return process_batch(spec, batch)
-
-
-@task(name="noop", persist_result=False, cache_policy=NO_CACHE)
-def noop_task(x: int) -> int:
-    """A task that does nothing: measures Prefect + Dask overhead per task (benchmarks)."""
-    return x
 
 
 # The flow and its parameters are shipped to the workers with every task (Prefect's run
@@ -236,12 +230,15 @@ def run_flow(
 def run_batches_prefect(
     spec: WorkerSpec, batches: Iterable[list[Task]], workers: int, address: str | None
 ) -> Iterator[list[Result]]:
-    """:func:`fer.faces.runner.process_batch` over ``batches`` as Prefect tasks on Dask."""
+    """:func:`fer.faces.worker.process_batch` over ``batches`` as Prefect tasks on Dask.
+
+    The ``dask`` executor of :data:`fer.faces.runner.EXECUTORS`.
+    """
     yield from run_flow(
         lambda batch: detect_batch.submit(spec, batch),
         batches,
         workers=workers,
         address=address,
         window=2 * workers,
-        on_error=lambda batch, exc: _crashed(batch, f"{type(exc).__name__}: {exc}"),
+        on_error=lambda batch, exc: crashed(batch, f"{type(exc).__name__}: {exc}"),
     )

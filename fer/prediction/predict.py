@@ -1,9 +1,9 @@
 """`fer predict` helpers: expand inputs, batch faces across images, build records, annotate.
 
 The pipeline per image is decode → detect → crop (``fer.faces.crops.crop_face``, the same crops
-training used) → classify (``FaceClassifier``, which runs ``fer.preprocess``). Faces of many
-images are classified together in batches of ``predict.batch_size``, while only that many
-images are held in memory at a time. The JSON record of one image follows DESIGN.md §3::
+training used) → classify (``FaceClassifier``, which runs ``fer.learning.preprocess``).
+Faces of many images are classified together in batches of ``predict.batch_size``, while only
+that many images are held in memory at a time. The JSON record of one image follows DESIGN.md §3::
 
     {"path": str, "faces": [{"box": [x, y, w, h], "score": float,
                              "probs": {"positive": p, "negative": p, "neutral": p},

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fer.io import atomic_path, write_text
-from fer.preprocess import InputSpec, preprocess
+from fer.learning.preprocess import InputSpec, preprocess
 
 if TYPE_CHECKING:
     import torch

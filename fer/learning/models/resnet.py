@@ -21,7 +21,7 @@ def build(spec: ModelSpec, *, num_classes: int = 3, input_size: int = 64) -> nn.
     from torch import nn
     from torchvision.models import resnet18
 
-    from fer.models import load_matching, read_state
+    from fer.learning.models import load_matching, read_state
 
     model = resnet18(weights=None, num_classes=num_classes)
     if input_size < 128:

@@ -111,7 +111,7 @@ class FacePyfunc(mlflow.pyfunc.PythonModel):
 
         from fer.config import DetectConfig
         from fer.faces.detectors import create_detector
-        from fer.inference import FaceClassifier
+        from fer.prediction.inference import FaceClassifier
 
         self.classifier = FaceClassifier.load(
             context.artifacts["weights"], device="cuda" if torch.cuda.is_available() else "cpu"
@@ -132,7 +132,7 @@ class FacePyfunc(mlflow.pyfunc.PythonModel):
         Not annotated: MLflow would try to turn the hints into a schema and warn.
         """
         from fer.data.images import DecodeError, load_rgb
-        from fer.inference import analyze_image
+        from fer.prediction.inference import analyze_image
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if "image" not in frame.columns:

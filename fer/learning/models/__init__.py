@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from torch import nn
 
-# name -> module (relative to fer.models) exposing build(spec, num_classes, input_size)
+# name -> module (relative to fer.learning.models) exposing build(spec, num_classes, input_size)
 _REGISTRY: dict[str, str] = {
     "alexnet": "alexnet",
     "baseline": "baseline",
@@ -44,7 +44,7 @@ def build_model(
         raise ConfigError(
             f"train.model: unknown model {name!r} (available: {', '.join(available())})"
         )
-    module = importlib.import_module(f"fer.models.{_REGISTRY[key]}")
+    module = importlib.import_module(f"fer.learning.models.{_REGISTRY[key]}")
     return module.build(spec or ModelSpec(), num_classes=num_classes, input_size=input_size)
 
 

@@ -1,0 +1,1 @@
+"""Learning: architectures, the data feed, the training loop, preprocessing and metrics."""

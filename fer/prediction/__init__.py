@@ -1,0 +1,1 @@
+"""Prediction: classify faces in images and video, the MLflow pyfunc, model resolution."""
