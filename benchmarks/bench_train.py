@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer.config import config_from_dict
     from fer.learning.datasets import cpu_threads
+    from fer.learning.splits import read_splits, subset
     from fer.learning.training import resolve_device
-    from fer.stages.train import read_splits, run, subset
+    from fer.stages.train import run
 
     torch.set_num_threads(cpu_threads(args.threads))
     device = resolve_device(args.device)

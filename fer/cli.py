@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fer import disable_telemetry
 from fer.errors import FerError
 
 TIMINGS_ENV = "FER_TIMINGS"
@@ -56,7 +57,15 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common], help="train one model")
     p.add_argument("--model", help="architecture name (default: train.model)")
-    p.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="resume from the last checkpoint (or fail)"
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="never resume (default: resume a checkpoint of "
+        "the same params and crops, e.g. after a killed `dvc repro`)",
+    )
 
     p = sub.add_parser("evaluate", parents=[common], help="evaluate one model on the test split")
     p.add_argument("--model", help="architecture name (default: train.model)")
@@ -93,7 +102,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "detect": ("fer.stages.detect", "run", ()),
     "validate": ("fer.stages.validate", "run", ()),
     "split": ("fer.stages.split", "run", ()),
-    "train": ("fer.stages.train", "run", ("model", "resume")),
+    "train": ("fer.stages.train", "run", ("model", "resume", "fresh")),
     "evaluate": ("fer.stages.evaluate", "run", ("model",)),
     "predict": ("fer.stages.predict", "run", ("paths", "model", "out", "json")),
     "pipeline": ("flows.launcher", "run", ("models", "force")),
@@ -105,6 +114,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Returns the exit code: 0 ok, 1 gate failed, 2 user error, 130 interrupted."""
     args = _parser().parse_args(argv)
+    disable_telemetry()
     if os.environ.get(TIMINGS_ENV):
         atexit.register(_record_timing, os.environ[TIMINGS_ENV], list(argv or sys.argv[1:]))
     try:

@@ -6,11 +6,12 @@ A killed stage therefore never leaves a half-written artifact under the final na
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,27 +38,6 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp folder beside ``path``; on success replace ``path`` with it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -128,3 +108,18 @@ def read_table(path: str | os.PathLike[str], *, producer: str, columns: Iterable
     if missing:
         raise InputError(f"{path}: missing column {missing[0]!r}")
     return table
+
+
+@lru_cache(maxsize=16)
+def _file_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) since model files are hashed often."""
+    st = Path(path).stat()
+    return _file_sha256_cached(str(path), st.st_size, st.st_mtime_ns)

@@ -36,8 +36,3 @@ class Taxonomy:
 def normalize(name: str) -> str:
     """Folder names match case-insensitively and ignore surrounding spaces."""
     return name.strip().lower()
-
-
-def class_index(cls: str) -> int:
-    """Position of a class in every probability vector."""
-    return CLASSES.index(cls)

@@ -1,4 +1,4 @@
-"""MLflow tracking: the ONLY module of fer that imports mlflow (serving.py's PythonModel aside).
+"""MLflow tracking: the ONLY module of fer that imports mlflow.
 
 Where runs go: ``MLFLOW_TRACKING_URI`` from the environment wins over ``tracking.uri`` in
 params (so one shell can point every stage at a shared server without editing params); the
@@ -22,12 +22,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from fer import disable_telemetry
 from fer.config import TrackingConfig
 from fer.errors import TrackingError
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# Artifact "downloads" from a local store draw a progress bar per file on every registration.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 
@@ -100,6 +97,9 @@ def ensure_reachable(cfg: TrackingConfig, timeout_s: float = 3.0) -> None:
 
 def _mlflow() -> Any:
     """Import mlflow quietly (its import is ~2 s, so only stages that track pay it)."""
+    disable_telemetry()
+    # Artifact "downloads" from a local store draw a progress bar per file on every registration.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -239,6 +239,7 @@ class RunLogger:
         from mlflow.models import infer_signature
 
         signature = infer_signature(input_example, output_example)
+        python_model = self._python_model(python_model)
         pyfunc_log = logging.getLogger("mlflow.pyfunc")
         level = pyfunc_log.level
         with warnings.catch_warnings():
@@ -259,6 +260,20 @@ class RunLogger:
             finally:
                 pyfunc_log.setLevel(level)
         return info.model_uri
+
+    def _python_model(self, impl: Any) -> Any:
+        """``impl`` (a plain class with ``load_context``/``predict``) as an mlflow PythonModel.
+
+        The pyfunc's logic lives in fer.prediction.serving, which never imports mlflow; the
+        subclass made here pickles by value and names that class by reference.
+        """
+        base = self._mlflow.pyfunc.PythonModel
+        if isinstance(impl, base):
+            return impl
+        cls = type(type(impl).__name__, (type(impl), base), {})
+        model = cls.__new__(cls)
+        model.__dict__.update(vars(impl))
+        return model
 
 
 @contextlib.contextmanager
@@ -324,21 +339,55 @@ def log_stage_run(
         return run.run_id
 
 
+def git_revision() -> str:
+    """``git rev-parse HEAD`` (``+dirty`` when the tree has changes), or "" outside git."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return rev + ("+dirty" if dirty else "")
+
+
+def lineage_tags(*, manifest: Path, splits: Path) -> dict[str, str]:
+    """What a trained model was made from: input digests, the DVC lock, the git revision."""
+    from fer.io import file_sha256
+
+    def digest(path: Path) -> str:
+        return file_sha256(path) if path.is_file() else ""
+
+    return {
+        "manifest_sha256": digest(manifest),
+        "splits_sha256": digest(splits),
+        "dvc_lock_sha256": digest(Path("dvc.lock")),
+        "git_revision": git_revision(),
+    }
+
+
 def run_exists(cfg: TrackingConfig, run_id: str) -> bool:
-    """Whether ``run_id`` is a live run in the store in force."""
+    """Whether ``run_id`` is a live run in the store in force.
+
+    Only the store's own "not found" answers False; any other failure (an unreachable server,
+    a damaged database) is a :class:`TrackingError`, so that a passing fault never makes a
+    caller open a new run instead of the existing one.
+    """
     mlflow = _mlflow()
     _use_store(cfg)
     try:
         return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
-    except Exception:
-        return False
-
-
-def run_metric(cfg: TrackingConfig, run_id: str, key: str) -> float | None:
-    """Latest value of a metric of a run, or None when the run never logged it."""
-    mlflow = _mlflow()
-    _use_store(cfg)
-    return mlflow.MlflowClient().get_run(run_id).data.metrics.get(key)
+    except Exception as exc:
+        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise TrackingError(
+            f"cannot read run {run_id} in {tracking_uri(cfg)}: {_one_line(exc)}"
+        ) from None
 
 
 def register_if_better(

@@ -171,8 +171,11 @@ def _check_outputs(out: Path) -> pd.DataFrame:
     return pd.read_csv(root / "plots/baseline/history.csv")
 
 
-def test_train_stage_outputs_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stage level: a run interrupted in epoch 2 and resumed matches an uninterrupted one."""
+def test_train_stage_outputs_and_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stage level: a run interrupted in epoch 2 and re-run (as `dvc repro` does: no flag)
+    resumes by itself and matches an uninterrupted one."""
     import fer.learning.training
     from fer.stages.train import run
 
@@ -197,8 +200,14 @@ def test_train_stage_outputs_and_resume(tmp_path: Path, monkeypatch: pytest.Monk
         run(cfg, model="baseline", resume=False)
     assert len(pd.read_csv(tmp_path / "killed/plots/baseline/history.csv")) == 1
     monkeypatch.setattr(fer.learning.training, "train_one_epoch", real)
-    resumed = run(cfg, model="baseline", resume=True)
+    capsys.readouterr()
+    resumed = run(cfg, model="baseline")
+    assert "resuming after epoch 1" in capsys.readouterr().out
     resumed_history = _check_outputs(tmp_path / "killed/models/baseline")
+    # A finished run is not resumed: the next run trains from scratch.
+    again = run(cfg, model="baseline")
+    assert "last run finished" in capsys.readouterr().out
+    assert again["epochs_run"] == straight["epochs_run"]
 
     assert straight["skipped"] == resumed["skipped"] == [
         {"face_id": "neu0001_0", "crop_path": "data/faces/ne/neu0001_0.png", "split": "train",
@@ -219,6 +228,8 @@ def test_train_stage_input_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         run(cfg, model="nope")
     with pytest.raises(InputError, match="no checkpoint"):
         run(cfg, model="baseline", resume=True)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        run(cfg, model="baseline", resume=True, fresh=True)
     (tmp_path / "data/splits.parquet").unlink()
     with pytest.raises(InputError, match="fer split"):
         run(cfg, model="baseline")

@@ -13,8 +13,6 @@ import hashlib
 import importlib
 import json
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -112,21 +110,6 @@ def settings_hash(cfg: DetectConfig) -> str:
         "max_side": cfg.max_side,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
-@lru_cache(maxsize=16)
-def _file_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) since model files are hashed often."""
-    st = Path(path).stat()
-    return _file_sha256_cached(str(path), st.st_size, st.st_mtime_ns)
 
 
 def detection_scale(height: int, width: int, *, max_side: int, upscale_below: int) -> float:

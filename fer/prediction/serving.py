@@ -3,8 +3,8 @@
 Detector, crop policy, preprocessing and classifier travel together: the model's artifacts are
 ``model.pt`` and (for the SSD backend) the two res10 files, and ``code_paths`` ships the ``fer``
 package, so ``mlflow.pyfunc.load_model(uri).predict(df)`` works in a fresh process and behind
-``mlflow models serve``. The only other module importing mlflow is fer/tracking.py, which logs
-this model; this one must subclass ``mlflow.pyfunc.PythonModel``.
+``mlflow models serve``. This module never imports mlflow: fer/tracking.py, which logs the
+model, makes :class:`FacePyfunc` an ``mlflow.pyfunc.PythonModel`` at that moment.
 
 Input: a DataFrame with column ``image`` holding base64 text, raw bytes or a file path (one
 image per row). Output: a DataFrame with one row per input, ``faces`` (JSON list of
@@ -23,7 +23,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
@@ -98,8 +97,8 @@ def image_bytes(value: Any) -> bytes:
         raise ValueError("not a file path and not valid base64") from None
 
 
-class FacePyfunc(mlflow.pyfunc.PythonModel):
-    """Detector + crops + classifier behind one ``predict(DataFrame)``."""
+class FacePyfunc:
+    """Detector + crops + classifier behind one ``predict(DataFrame)`` (an MLflow pyfunc)."""
 
     # MLflow would derive a schema from predict()'s type hints and warn that there are none;
     # the logged signature (a DataFrame with one string column ``image``) is explicit instead.

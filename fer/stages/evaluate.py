@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,123 +34,184 @@ def true_labels(truth_path: Path | None, paths: pd.Series) -> pd.Series:
     return paths.astype(str).map(lookup)
 
 
+@dataclass
+class TestPredictions:
+    """The usable test rows, their crops and labels, and the model's probabilities."""
+
+    table: pd.DataFrame
+    crops: np.ndarray
+    y: np.ndarray
+    probs: np.ndarray
+    skipped: int
+
+    @property
+    def pred(self) -> np.ndarray:
+        """Predicted class index per row."""
+        return self.probs.argmax(axis=1)
+
+
 def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
     """Evaluate one trained model on the test split; returns the metrics written."""
+    from fer.learning.evaluation import classification_report
+
+    started = time.perf_counter()
+    name = _model_name(cfg, model)
+    model_dir = Path(cfg.train.out_dir) / name
+    test = _predict_test_split(cfg, model_dir, name)
+    report = classification_report(test.y, test.pred, CLASSES)
+    truth = true_labels(cfg.truth, test.table["path"])
+    metrics = {"model": name, **score_predictions(report, test, truth)}
+    plots = Path(cfg.evaluate.plots_dir) / name
+    _write_plots(plots, name, test, truth, report, cfg.evaluate.gallery_size)
+    metrics_path = Path(cfg.evaluate.metrics_dir) / f"{name}.json"
+    write_json(metrics_path, metrics)
+    if cfg.tracking.enabled:
+        _log(cfg, model_dir, name, metrics, report, metrics_path, plots)
+    _print_done(name, metrics, report, time.perf_counter() - started, metrics_path)
+    return metrics
+
+
+def _model_name(cfg: Config, model: str | None) -> str:
+    from fer.learning.models import available
+
+    name = (model or cfg.train.model).strip().lower()
+    if name not in available():
+        raise ConfigError(f"--model: unknown model {name!r} (available: {', '.join(available())})")
+    return name
+
+
+def _predict_test_split(cfg: Config, model_dir: Path, name: str) -> TestPredictions:
+    """Load the trained model and classify the usable test rows."""
     import torch
 
-    from fer import tracking
     from fer.learning.datasets import cpu_threads
+    from fer.learning.splits import read_splits, subset
+    from fer.learning.training import resolve_device
+    from fer.prediction.inference import FaceClassifier
+
+    if not (model_dir / "model.pt").is_file():
+        raise InputError(f"{model_dir / 'model.pt'}: not found (run `fer train --model {name}`)")
+    torch.set_num_threads(cpu_threads(cfg.train.threads))
+    clf = FaceClassifier.load(model_dir, device=resolve_device(cfg.train.device), batch_size=256)
+    data = read_splits(cfg)
+    rows, crops, y = subset(data, "test")
+    if len(rows) == 0:
+        raise InputError(f"{cfg.split.out}: no usable test rows (split == 'test')")
+    table = data.table.iloc[rows].reset_index(drop=True)
+    skipped = int((data.skipped["split"] == "test").sum())
+    return TestPredictions(table, crops, y, clf.predict_proba(crops), skipped)
+
+
+def score_predictions(
+    report: dict[str, Any], test: TestPredictions, truth: pd.Series
+) -> dict[str, Any]:
+    """Accuracy and macro-F1 on the test labels; on the sandbox also against the true labels."""
+    from fer.learning.evaluation import classification_report
+
+    metrics: dict[str, Any] = {
+        "n_test": report["n"],
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "per_class": report["per_class"],
+        "skipped": test.skipped,
+    }
+    known = truth.notna().to_numpy()
+    if known.any():
+        pred = test.pred[known]
+        true_idx = np.array([CLASSES.index(c) for c in truth[known]])
+        metrics["true_label_accuracy"] = float((pred == true_idx).mean())
+        metrics["true_label_macro_f1"] = classification_report(true_idx, pred)["macro_f1"]
+        metrics["true_label_n"] = int(known.sum())
+        # How noisy the test labels themselves are: the ceiling "accuracy" runs into.
+        metrics["test_label_agreement"] = float((test.y[known] == true_idx).mean())
+    return metrics
+
+
+def _write_plots(
+    plots: Path,
+    name: str,
+    test: TestPredictions,
+    truth: pd.Series,
+    report: dict[str, Any],
+    gallery_size: int,
+) -> None:
+    """Confusion table and figure, per-face predictions, worst mistakes, training curves."""
     from fer.learning.evaluation import (
-        classification_report,
         confusion_figure,
         curves_figure,
         mistakes_figure,
         save_figure,
         worst_mistakes,
     )
-    from fer.learning.models import available
-    from fer.learning.training import resolve_device
-    from fer.prediction.inference import FaceClassifier
-    from fer.stages.train import read_splits, subset
 
-    name = (model or cfg.train.model).strip().lower()
-    if name not in available():
-        raise ConfigError(f"--model: unknown model {name!r} (available: {', '.join(available())})")
-    started = time.perf_counter()
-    model_dir = Path(cfg.train.out_dir) / name
-    if not (model_dir / "model.pt").is_file():
-        raise InputError(f"{model_dir / 'model.pt'}: not found (run `fer train --model {name}`)")
-    torch.set_num_threads(cpu_threads(cfg.train.threads))
-    clf = FaceClassifier.load(model_dir, device=resolve_device(cfg.train.device), batch_size=256)
-
-    data = read_splits(cfg)
-    rows, test_x, test_y = subset(data, "test")
-    if len(rows) == 0:
-        raise InputError(f"{cfg.split.out}: no usable test rows (split == 'test')")
-    probs = clf.predict_proba(test_x)
-    pred = probs.argmax(axis=1)
-    report = classification_report(test_y, pred, CLASSES)
-    table = data.table.iloc[rows].reset_index(drop=True)
-
-    truth = true_labels(cfg.truth, table["path"])
-    known = truth.notna().to_numpy()
-    metrics: dict[str, Any] = {
-        "model": name,
-        "n_test": report["n"],
-        "accuracy": report["accuracy"],
-        "macro_f1": report["macro_f1"],
-        "per_class": report["per_class"],
-        "skipped": int((data.skipped["split"] == "test").sum()),
-    }
-    if known.any():
-        true_idx = np.array([CLASSES.index(c) for c in truth[known]])
-        metrics["true_label_accuracy"] = float((pred[known] == true_idx).mean())
-        metrics["true_label_macro_f1"] = classification_report(true_idx, pred[known])["macro_f1"]
-        metrics["true_label_n"] = int(known.sum())
-        # How noisy the test labels themselves are: the ceiling "accuracy" runs into.
-        metrics["test_label_agreement"] = float((test_y[known] == true_idx).mean())
-
-    plots = Path(cfg.evaluate.plots_dir) / name
-    label_names = np.array(CLASSES)
+    names = np.array(CLASSES)
+    y, pred, probs = test.y, test.pred, test.probs
     write_csv(
-        pd.DataFrame({"actual": label_names[test_y], "predicted": label_names[pred]}),
-        plots / "confusion.csv",
+        pd.DataFrame({"actual": names[y], "predicted": names[pred]}), plots / "confusion.csv"
     )
     predictions = pd.DataFrame(
         {
-            "face_id": table["face_id"].astype(str),
-            "label": label_names[test_y],
-            "predicted": label_names[pred],
+            "face_id": test.table["face_id"].astype(str),
+            "label": names[y],
+            "predicted": names[pred],
             **{c: np.round(probs[:, i], 6) for i, c in enumerate(CLASSES)},
         }
     )
-    if known.any():
+    if truth.notna().any():
         predictions["true_label"] = truth.fillna("").to_numpy()
     write_csv(predictions, plots / "predictions.csv")
     cm = np.array(report["confusion"])
     save_figure(confusion_figure(cm, CLASSES, f"{name}: test split"), plots / "confusion.png")
-    worst = worst_mistakes(test_y, probs, cfg.evaluate.gallery_size)
-    save_figure(
-        mistakes_figure(
-            test_x[worst],
-            list(label_names[test_y[worst]]),
-            list(label_names[pred[worst]]),
-            [float(probs[i, pred[i]]) for i in worst],
-        ),
-        plots / "mistakes.png",
-    )
+    worst = worst_mistakes(y, probs, gallery_size)
+    confidences = [float(probs[i, pred[i]]) for i in worst]
+    figure = mistakes_figure(test.crops[worst], list(names[y[worst]]), list(names[pred[worst]]),
+                             confidences)  # fmt: skip
+    save_figure(figure, plots / "mistakes.png")
     history_path = plots / "history.csv"  # written by `fer train`
     if history_path.is_file():
         history = pd.read_csv(history_path)
         if len(history):
             save_figure(curves_figure(history), plots / "curves.png")
-    metrics_path = Path(cfg.evaluate.metrics_dir) / f"{name}.json"
-    write_json(metrics_path, metrics)
+
+
+def _log(
+    cfg: Config,
+    model_dir: Path,
+    name: str,
+    metrics: dict[str, Any],
+    report: dict[str, Any],
+    metrics_path: Path,
+    plots: Path,
+) -> None:
+    """Metrics and figures into the training's MLflow run (a new run if it is gone)."""
+    from fer import tracking
 
     run_id = _training_run_id(model_dir)
-    if cfg.tracking.enabled and run_id and not tracking.run_exists(cfg.tracking, run_id):
+    if run_id and not tracking.run_exists(cfg.tracking, run_id):
         print(f"evaluate: warning: training run {run_id} not in the tracking store; new run")
         run_id = None
-    if cfg.tracking.enabled:
-        with tracking.open_run(
-            cfg.tracking, run_id=run_id, run_name=f"{name}-evaluate",
-            tags={"stage": "evaluate", "model": name},
-        ) as mrun:  # fmt: skip
-            if mrun is not None:
-                flat = {f"test_{k}": v for k, v in metrics.items() if k not in ("model",)}
-                mrun.log_metrics(flat)
-                mrun.log_artifact(metrics_path, artifact_path="evaluation")
-                mrun.log_artifact(plots, artifact_path="evaluation/plots")
-                report_text = json.dumps(report, indent=2)
-                mrun.log_text(report_text, "evaluation/classification_report.json")
+    with tracking.open_run(
+        cfg.tracking, run_id=run_id, run_name=f"{name}-evaluate",
+        tags={"stage": "evaluate", "model": name},
+    ) as mrun:  # fmt: skip
+        if mrun is None:
+            return
+        mrun.log_metrics({f"test_{k}": v for k, v in metrics.items() if k != "model"})
+        mrun.log_artifact(metrics_path, artifact_path="evaluation")
+        mrun.log_artifact(plots, artifact_path="evaluation/plots")
+        mrun.log_text(json.dumps(report, indent=2), "evaluation/classification_report.json")
+
+
+def _print_done(
+    name: str, metrics: dict[str, Any], report: dict[str, Any], seconds: float, path: Path
+) -> None:
     line = (
         f"evaluate: {name}: test accuracy {metrics['accuracy']:.3f}, "
         f"macro-F1 {metrics['macro_f1']:.3f}"
     )
     if "true_label_accuracy" in metrics:
         line += f", accuracy vs true labels {metrics['true_label_accuracy']:.3f}"
-    print(f"{line} ({report['n']} faces, {time.perf_counter() - started:.0f} s) → {metrics_path}")
-    return metrics
+    print(f"{line} ({report['n']} faces, {seconds:.0f} s) → {path}")
 
 
 def _training_run_id(model_dir: Path) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,43 @@ ISSUE_COLUMNS = ["face_id", "path", "given_label", "suggested_label", "score", "
 DUPLICATE_COLUMNS = ["group", "path", "image_id", "kind"]
 
 
+@dataclass
+class Inputs:
+    """The three tables validated, and whether each face's crop file exists."""
+
+    manifest: pd.DataFrame
+    detections: pd.DataFrame
+    faces: pd.DataFrame
+    crop_exists: list[bool]
+
+
+@dataclass
+class Audit:
+    """What validation found beyond the expectations: quarantine, duplicates, label issues."""
+
+    quarantine: pd.DataFrame
+    duplicates: pd.DataFrame
+    issues: pd.DataFrame
+    restored: list[str] = field(default_factory=list)
+    restore_unknown: list[str] = field(default_factory=list)
+    truth_metrics: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def facts(self, label_action: str) -> dict[str, Any]:
+        """The counts the summary and report show."""
+        from fer.validation import quarantine
+
+        return {
+            "quarantined": len(self.quarantine),
+            "quarantine_reasons": quarantine.reason_counts(self.quarantine),
+            "restored": len(self.restored),
+            "label_issues": len(self.issues),
+            "label_action": label_action,
+            "duplicate_groups": int(self.duplicates["group"].nunique()),
+            "duplicate_images": len(self.duplicates),
+        }
+
+
 def run(cfg: Config) -> dict[str, Any]:
     """Validate the data; returns the metrics written to ``validate.metrics``.
 
@@ -40,117 +78,142 @@ def run(cfg: Config) -> dict[str, Any]:
         GateError: a blocking expectation failed (outputs are written first).
     """
     from fer.labels import Taxonomy
-    from fer.validation import expectations, quarantine, report
+    from fer.validation import expectations
 
-    v = cfg.validate_
     t0 = time.perf_counter()
+    data = _read_inputs(cfg)
+    results = expectations.check_data(
+        data.manifest, data.detections, data.faces, data.crop_exists, cfg.validate_,
+        Taxonomy(cfg.taxonomy).expressions,
+    )  # fmt: skip
+    blocking = expectations.blocking_failures(results)
+    columns_ok = not any(r.check == "columns" and not r.success for r in results)
+    if columns_ok:
+        audit = _audit(cfg, data, gate_failed=bool(blocking))
+        facts = audit.facts(cfg.validate_.label_action)
+    else:
+        audit = _empty_audit(data)
+        audit.notes.append(
+            "input tables break the contract: quarantine, duplicates and label issues skipped"
+        )
+        facts = {}
+    facts["notes"] = audit.notes
+    metrics = _metrics(results, data, audit, seconds=time.perf_counter() - t0)
+    report_path = _write_outputs(cfg, results, metrics, audit, facts)
+    out = Path(cfg.validate_.out_dir)
+    _log(cfg, metrics, [report_path, out / "summary.json", out / "label_issues.csv"])
+    _finish(results, blocking, facts, report_path)
+    return metrics
+
+
+def _read_inputs(cfg: Config) -> Inputs:
     manifest = fio.read_table(cfg.ingest.manifest, producer="fer ingest")
     detections = fio.read_table(cfg.detect.images, producer="fer detect")
     faces = fio.read_table(cfg.detect.faces, producer="fer detect")
-    has_crop_path = "crop_path" in faces.columns
-    crop_exists = [Path(p).is_file() for p in faces["crop_path"]] if has_crop_path else []
-    if not has_crop_path:
+    if "crop_path" in faces.columns:
+        crop_exists = [Path(p).is_file() for p in faces["crop_path"]]
+    else:
         crop_exists = [False] * len(faces)
+    return Inputs(manifest, detections, faces, crop_exists)
 
-    results = expectations.check_data(
-        manifest, detections, faces, crop_exists, v, Taxonomy(cfg.taxonomy).expressions
-    )
+
+def _empty_audit(data: Inputs) -> Audit:
+    from fer.validation import quarantine
+
+    empty_q = quarantine.build_quarantine(data.manifest.head(0), data.detections.head(0))
+    return Audit(empty_q, _empty(DUPLICATE_COLUMNS), _empty(ISSUE_COLUMNS))
+
+
+def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
+    """Quarantine always; duplicates and label issues only when the gate passed."""
+    from fer.validation import quarantine
+
+    v = cfg.validate_
+    faces = data.faces
+    bad_crops = {p for p, ok in zip(faces["path"], data.crop_exists, strict=True) if not ok}
+    if not gate_failed:
+        crops, crop_prints, readable = _decode_crops(list(faces["crop_path"]), v.cv_input_size)
+        bad_crops |= set(faces["path"][~readable])
+    q = quarantine.build_quarantine(
+        data.manifest, data.detections, sorted(bad_crops), min_width=v.min_width,
+        min_height=v.min_height, max_width=v.max_width, max_height=v.max_height,
+    )  # fmt: skip
+    q, restored, unknown = quarantine.apply_restore(q, _restore_list(v.restore_list))
+    audit = _empty_audit(data)
+    audit.quarantine, audit.restored, audit.restore_unknown = q, restored, unknown
+    if unknown:
+        audit.notes.append(
+            f"{len(unknown)} restore-list path(s) were not quarantined: {unknown[:3]}"
+        )
+    if gate_failed:
+        audit.notes.append("duplicates and label issues were skipped because the gate failed")
+        return audit
+    audit.duplicates = _duplicates(cfg, data.manifest, faces, crop_prints, audit.notes)
+    audit.issues, scored = _label_issues(cfg, faces, crops, readable, q, audit.duplicates)
+    audit.truth_metrics = _score_truth(cfg.truth, data.detections, faces, q, audit.issues, scored)
+    return audit
+
+
+def _metrics(results: list, data: Inputs, audit: Audit, *, seconds: float) -> dict[str, Any]:
+    """``metrics/validate.json``: gate outcome, rates, counts and (sandbox) truth scores."""
+    from fer.validation import expectations
+
     blocking = expectations.blocking_failures(results)
-    columns_ok = not any(r.check == "columns" and not r.success for r in results)
-    notes: list[str] = []
-    if not columns_ok:
-        notes.append(
-            "input tables break the contract: quarantine, duplicates and label issues skipped"
-        )
-
-    empty_q = quarantine.build_quarantine(manifest.head(0), detections.head(0))
-    q, restored, unknown = empty_q, [], []
-    dups = _empty(DUPLICATE_COLUMNS)
-    issues = _empty(ISSUE_COLUMNS)
-    truth_metrics: dict[str, Any] = {}
-    facts: dict[str, Any] = {}
-    if columns_ok:
-        bad_crops = {p for p, ok in zip(faces["path"], crop_exists, strict=True) if not ok}
-        crops: np.ndarray | None = None
-        crop_prints: list[Fingerprint | None] = []
-        readable = np.zeros(len(faces), dtype=bool)
-        if not blocking:
-            crops, crop_prints, readable = _decode_crops(list(faces["crop_path"]), v.cv_input_size)
-            bad_crops |= set(faces["path"][~readable])
-        q = quarantine.build_quarantine(
-            manifest,
-            detections,
-            sorted(bad_crops),
-            min_width=v.min_width,
-            min_height=v.min_height,
-            max_width=v.max_width,
-            max_height=v.max_height,
-        )
-        q, restored, unknown = quarantine.apply_restore(q, _restore_list(v.restore_list))
-        if unknown:
-            notes.append(
-                f"{len(unknown)} restore-list path(s) were not quarantined: {unknown[:3]}"
-            )
-        if blocking:
-            notes.append("duplicates and label issues were skipped because the gate failed")
-        else:
-            assert crops is not None
-            dups = _duplicates(cfg, manifest, faces, crop_prints, notes)
-            issues, scored = _label_issues(cfg, faces, crops, readable, q, dups)
-            truth_metrics = _score_truth(cfg.truth, detections, faces, q, issues, scored)
-        facts = {
-            "quarantined": len(q),
-            "quarantine_reasons": quarantine.reason_counts(q),
-            "restored": len(restored),
-            "label_issues": len(issues),
-            "label_action": v.label_action,
-            "duplicate_groups": int(dups["group"].nunique()),
-            "duplicate_images": len(dups),
-        }
-    facts["notes"] = notes
-
-    rates = expectations.compute_rates(manifest, detections, faces)
-    metrics: dict[str, Any] = {
+    rates = expectations.compute_rates(data.manifest, data.detections, data.faces)
+    return {
         "gate_passed": int(not blocking),
         "expectations": len(results),
         "failed_blocking": len(blocking),
         "failed_warning": sum(1 for r in results if not r.success and r.level == "warning"),
         **{k: round(val, 6) for k, val in rates.items()},
-        "images": len(manifest),
-        "faces": len(faces),
-        "quarantined": len(q),
-        "label_issues": len(issues),
-        "duplicate_groups": int(dups["group"].nunique()),
-        "duplicate_images": len(dups),
-        **truth_metrics,
-        "seconds": round(time.perf_counter() - t0, 2),
+        "images": len(data.manifest),
+        "faces": len(data.faces),
+        "quarantined": len(audit.quarantine),
+        "label_issues": len(audit.issues),
+        "duplicate_groups": int(audit.duplicates["group"].nunique()),
+        "duplicate_images": len(audit.duplicates),
+        **audit.truth_metrics,
+        "seconds": round(seconds, 2),
     }
-    out = Path(v.out_dir)
+
+
+def _write_outputs(
+    cfg: Config, results: list, metrics: dict[str, Any], audit: Audit, facts: dict[str, Any]
+) -> Path:
+    """The tables, summary, HTML report and metrics, each written atomically."""
+    from fer.validation import expectations, report
+
+    out = Path(cfg.validate_.out_dir)
     report_path = out / "report.html"
     html = report.render_html(
-        results, metrics, quarantine=q, label_issues=issues, duplicates=dups, notes=notes
-    )
+        results, metrics, quarantine=audit.quarantine, label_issues=audit.issues,
+        duplicates=audit.duplicates, notes=audit.notes,
+    )  # fmt: skip
     summary = {
-        "gate_passed": not blocking,
+        "gate_passed": not expectations.blocking_failures(results),
         "expectations": [r.as_dict() for r in results],
         "facts": facts,
-        "restored": restored,
-        "restore_unknown": unknown,
+        "restored": audit.restored,
+        "restore_unknown": audit.restore_unknown,
     }
-    fio.write_csv(q, out / "quarantine.csv")
-    fio.write_csv(issues, out / "label_issues.csv")
-    fio.write_csv(dups, out / "duplicates.csv")
+    fio.write_csv(audit.quarantine, out / "quarantine.csv")
+    fio.write_csv(audit.issues, out / "label_issues.csv")
+    fio.write_csv(audit.duplicates, out / "duplicates.csv")
     fio.write_json(out / "summary.json", summary)
     fio.write_text(report_path, html)
-    fio.write_json(v.metrics, metrics)
-    _log(cfg, metrics, [report_path, out / "summary.json", out / "label_issues.csv"], notes)
+    fio.write_json(cfg.validate_.metrics, metrics)
+    return report_path
+
+
+def _finish(results: list, blocking: list, facts: dict[str, Any], report_path: Path) -> None:
+    """Print the one-screen summary; a failed blocking expectation stops the pipeline."""
+    from fer.validation import report
 
     text = report.summary_text(results, facts, str(report_path))
     print(text, file=sys.stderr if blocking else sys.stdout)
     if blocking:
         names = ", ".join(r.name for r in blocking[:5]) + (" ..." if len(blocking) > 5 else "")
         raise GateError(f"{len(blocking)} blocking expectation(s) failed: {names}")
-    return metrics
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -364,17 +427,12 @@ def _score_truth(
     return out
 
 
-def _log(cfg: Config, metrics: dict[str, Any], artifacts: list[Path], notes: list[str]) -> None:
+def _log(cfg: Config, metrics: dict[str, Any], artifacts: list[Path]) -> None:
     """One MLflow run for this stage, through fer.tracking (never mlflow directly)."""
     if not cfg.tracking.enabled:
         return
-    try:
-        from fer import tracking
-    except ImportError:
-        notes.append("fer.tracking is not available; MLflow logging skipped")
-        return
-    log = getattr(tracking, "log_stage_run", None)
-    if log is None:
-        notes.append("fer.tracking.log_stage_run is missing; MLflow logging skipped")
-        return
-    log(cfg.tracking, "validate", cfg.validate_.model_dump(mode="json"), metrics, artifacts)
+    from fer import tracking
+
+    tracking.log_stage_run(
+        cfg.tracking, "validate", cfg.validate_.model_dump(mode="json"), metrics, artifacts
+    )

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fer.errors import ModelError
-from fer.faces.detectors import RawBox, ScaledDetector, file_sha256
+from fer.faces.detectors import RawBox, ScaledDetector
+from fer.io import file_sha256
 
 if TYPE_CHECKING:
     from fer.config import DetectConfig
