@@ -62,6 +62,7 @@ class IngestConfig(Section):
     manifest: Path = Path("data/manifest.parquet")
     unknown_folders: Literal["error", "ignore"] = "error"
     max_pixels: Annotated[int, Field(ge=1)] = 89_478_485
+    min_side: Annotated[int, Field(ge=1)] = 16
     workers: Workers = 0
 
 

@@ -123,3 +123,17 @@ def file_sha256(path: str | Path) -> str:
     """sha256 of a file, memoised on (path, size, mtime) since model files are hashed often."""
     st = Path(path).stat()
     return _file_sha256_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+def contained(root: str | os.PathLike[str], rel: str | os.PathLike[str]) -> Path | None:
+    """``root / rel`` when it resolves (symlinks followed) inside ``root``, else None.
+
+    Every path read from a table goes through here before it is opened: a row holding
+    ``../../etc/passwd``, an absolute path or a link out of the tree is refused.
+    """
+    base = Path(root).resolve()
+    try:
+        target = (base / rel).resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte
+        return None
+    return target if target == base or target.is_relative_to(base) else None

@@ -134,7 +134,11 @@ def raw(tmp_path: Path) -> Path:
 
 
 def ingest_params(make_params: Callable[..., Path], raw: Path, **ingest: object) -> Path:
-    section = {"raw_dir": str(raw), "manifest": str(raw.parent / "manifest.parquet")}
+    section = {
+        "raw_dir": str(raw),
+        "manifest": str(raw.parent / "manifest.parquet"),
+        "min_side": 1,
+    }
     return make_params(ingest={**section, "workers": 1, **ingest})
 
 

@@ -48,6 +48,7 @@ REASONS: dict[str, str] = {
     "corrupt": "damaged header or pixel data",
     "not_an_image": "not an image, or a format we do not open",
     "decompression_bomb": "width x height above ingest.max_pixels",
+    "too_small": "width or height below ingest.min_side (too small to detect or crop)",
     "unsupported_mode": "pixel mode we cannot turn into RGB",
     "unreadable": "cannot be read (permissions, I/O error, vanished)",
     "too_large": "file larger than MAX_FILE_BYTES",
@@ -196,7 +197,7 @@ def _escape_reason(kind: str) -> str:
     return "broken_symlink" if kind == "broken_symlink" else "symlink_outside_raw"
 
 
-def inspect_file(entry: Entry, max_pixels: int) -> dict[str, Any]:
+def inspect_file(entry: Entry, max_pixels: int, min_side: int = 1) -> dict[str, Any]:
     """Read the file once, hash it and probe the image from memory; never raises.
 
     Returns a manifest row (without ``duplicate_of``).
@@ -237,13 +238,19 @@ def inspect_file(entry: Entry, max_pixels: int) -> dict[str, Any]:
     except Exception as exc:  # a decoder bug must not stop the run; record it
         row["reason"] = f"decoder_error:{type(exc).__name__}"
         return row
-    row.update(width=info.width, height=info.height, format=info.format, status="ok")
+    row.update(width=info.width, height=info.height, format=info.format)
+    if min(info.width, info.height) < min_side:
+        row["reason"] = "too_small"
+        return row
+    row["status"] = "ok"
     return row
 
 
-def inspect_chunk(entries: list[Entry], max_pixels: int) -> list[dict[str, Any]]:
+def inspect_chunk(
+    entries: list[Entry], max_pixels: int, min_side: int = 1
+) -> list[dict[str, Any]]:
     """:func:`inspect_file` over a chunk (one pickling round-trip per chunk in a pool)."""
-    return [inspect_file(e, max_pixels) for e in entries]
+    return [inspect_file(e, max_pixels, min_side) for e in entries]
 
 
 def mark_duplicates(rows: list[dict[str, Any]]) -> None:

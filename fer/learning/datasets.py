@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fer.io import atomic_path, write_text
+from fer.io import atomic_path, contained, write_text
 from fer.learning.preprocess import InputSpec, preprocess
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def load_crops(
     size: int,
     cache_dir: Path | None,
     progress: bool = True,
+    inside: Path | None = None,
 ) -> CropSet:
     """Decode crops once into a uint8 cache keyed by their bytes; reuse it when unchanged.
 
@@ -75,6 +76,8 @@ def load_crops(
         root: project root.
         size: side of the cached crops (resized when a file differs).
         cache_dir: where ``<key>.npy`` lives; None disables caching (tests, one-off runs).
+        inside: the folder every crop must lie in (``detect.crops_dir``); a path resolving
+            elsewhere is never read and is reported as ``outside_crops_dir``.
     """
     from fer.progress import bar
 
@@ -82,8 +85,11 @@ def load_crops(
     problems: dict[int, str] = {}
     h = hashlib.sha256(f"v{CACHE_VERSION}:{size}".encode())
     for i, rel in enumerate(crop_paths):
+        path = contained(inside, Path(root).resolve() / rel) if inside else Path(root) / rel
         try:
-            data = (root / rel).read_bytes()
+            data = path.read_bytes() if path is not None else None
+            if path is None:
+                problems[i] = "outside_crops_dir"
         except OSError:
             data = None
             problems[i] = "missing"

@@ -50,6 +50,7 @@ def read_splits(cfg: Config, *, progress: bool = True) -> SplitData:
     crops = load_crops(
         table["crop_path"].astype(str).tolist(),
         root=Path.cwd(),
+        inside=Path(cfg.detect.crops_dir),
         size=cfg.detect.crop.size,
         cache_dir=Path(cfg.train.cache_dir),
         progress=progress,

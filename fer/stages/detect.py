@@ -26,15 +26,17 @@ from fer.faces.crops import crop_name, crop_settings_hash, kept_indices
 from fer.faces.detectors import Face, create_detector, settings_hash
 from fer.faces.runner import resolve_workers, run_batches
 from fer.faces.worker import Result, Task, WorkerSpec
-from fer.io import read_table, write_json, write_parquet
+from fer.io import contained, read_table, write_json, write_parquet
 from fer.progress import bar
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from fer.config import Config
+    from fer.config import Config, DetectConfig
 
 SETTINGS_FILE = ".settings.json"
+OUTSIDE = "path_outside_raw_dir:"
+"""Error of a manifest row whose path resolves outside ``ingest.raw_dir`` (never opened)."""
 MANIFEST_COLUMNS = ("id", "path", "expression", "label", "status")
 _SUBDIR = re.compile(r"[0-9a-f]{2}")
 _CROP = re.compile(r"[0-9a-f]{16}_\d+\.png")
@@ -51,99 +53,33 @@ def run(cfg: Config) -> dict[str, Any]:
     Raises:
         InputError: the manifest is missing or lacks required columns.
         ModelError: the detector's model files are missing or wrong.
-        ConfigError: unknown detector backend.
     """
     dcfg = cfg.detect
     start = time.perf_counter()
     images = _ok_rows(Path(cfg.ingest.manifest))
-    det_hash = settings_hash(dcfg)  # raises ModelError / ConfigError before any work
+    det_hash = settings_hash(dcfg)  # raises ModelError before any work
     crops_dir = Path(dcfg.crops_dir)
     _sync_crops_settings(crops_dir, crop_settings_hash(dcfg.crop, det_hash), det_hash)
-
     # Exact duplicates (same id) share one detection and one crop file: first path wins.
     unique = images.drop_duplicates("id", keep="first")
-    raw_dir = Path(cfg.ingest.raw_dir)
-    results: dict[str, Result] = {}
     with DetectionCache(dcfg.cache_dir, det_hash) as cache:
-        cached = cache.get_many(unique["id"])
-        tasks: list[Task] = []
-        for image_id, rel in zip(unique["id"], unique["path"], strict=True):
-            path = str(raw_dir / rel)
-            hit = cached.get(image_id)
-            if hit is None:
-                tasks.append(Task(image_id, path))
-                continue
-            faces, error = hit
-            results[image_id] = Result(image_id, faces=faces, error=error)
-            missing = [
-                i
-                for i in kept_indices(faces, dcfg.crop.policy)
-                if not (crops_dir / crop_name(image_id, i)).is_file()
-            ]
-            if not error and missing:
-                tasks.append(Task(image_id, path, tuple(faces)))
-        cache_hits = len(results)
-        if any(t.faces is None for t in tasks):
-            create_detector(dcfg)  # fail fast (ModelError) in this process, not per image
-        spec = WorkerSpec(
-            detect=dcfg,
-            crop=dcfg.crop,
-            crops_dir=str(crops_dir.resolve()),
-            max_pixels=cfg.ingest.max_pixels,
-        )
-        workers = resolve_workers(dcfg.workers)
-        if dcfg.executor == "local" and len(tasks) <= dcfg.batch_size:
-            workers = 1  # a few new images: spawning a pool would cost more than the work
-        # Small runs get smaller batches so no worker idles while another finishes a big one.
-        size = max(1, min(dcfg.batch_size, math.ceil(len(tasks) / (16 * workers))))
-        if dcfg.executor == "dask":
-            # A Prefect task costs ~0.2-0.5 worker-s (benchmarks/bench_dask.py): keep batches
-            # near batch_size, split evenly into whole rounds of `workers` tasks.
-            rounds = max(1, math.ceil(len(tasks) / (workers * dcfg.batch_size)))
-            size = max(1, math.ceil(len(tasks) / (workers * rounds)))
-        detected = crops_written = 0
-        with bar(total=len(tasks), desc="detect", unit="img") as progress:
-            for batch_results in run_batches(
-                spec,
-                _batches(tasks, size),
-                executor=dcfg.executor,
-                workers=workers,
-                dask_address=dcfg.dask_address,
-            ):
-                cache.put_many(
-                    (r.image_id, r.faces, r.error)
-                    for r in batch_results
-                    if r.detected and r.cacheable
-                )
-                for r in batch_results:
-                    detected += r.detected
-                    crops_written += r.crops_written
-                    prev = results.get(r.image_id)
-                    if prev is not None and not r.error and not r.crop_error:
-                        continue  # crop-only task for a cache hit went fine
-                    results[r.image_id] = r
-                progress.update(len(batch_results))
-
+        results, tasks = _plan(unique, cache, Path(cfg.ingest.raw_dir), dcfg)
+        cache_hits = sum(1 for r in results.values() if not r.error.startswith(OUTSIDE))
+        workers = _workers(dcfg, len(tasks))
+        counts = _detect(cfg, tasks, results, cache, workers)
     detections, faces = _tables(images, results, dcfg)
     removed = _remove_stale_crops(crops_dir, set(faces["crop_path"]))
     write_parquet(faces, dcfg.faces)
     write_parquet(detections, dcfg.images)
 
-    seconds = time.perf_counter() - start
-    metrics = _counts(detections, faces)
-    metrics.update(
-        cache_hits=cache_hits,
-        detected=detected,
-        crops_written=crops_written,
-        crops_removed=removed,
-        settings_hash=det_hash,
-    )
-    truth = cfg.truth
-    if truth is not None and truth.is_file():
-        metrics["localization"] = _localization(detections, results, truth, dcfg.iou_threshold)
+    metrics = {**_counts(detections, faces), "cache_hits": cache_hits, **counts,
+               "crops_removed": removed, "settings_hash": det_hash}  # fmt: skip
+    if cfg.truth is not None and cfg.truth.is_file():
+        metrics["localization"] = _localization(detections, results, cfg.truth, dcfg.iou_threshold)
     write_json(dcfg.metrics, metrics)
     if "localization" in metrics:
         _log_mlflow(cfg, metrics, det_hash)
+    seconds = time.perf_counter() - start
     summary = {
         **metrics,
         "seconds": round(seconds, 3),
@@ -152,6 +88,91 @@ def run(cfg: Config) -> dict[str, Any]:
     }
     _print_summary(summary, dcfg.faces)
     return summary
+
+
+def _plan(
+    unique: pd.DataFrame, cache: DetectionCache, raw_dir: Path, dcfg: DetectConfig
+) -> tuple[dict[str, Result], list[Task]]:
+    """Cached results, and the tasks left: detection for new images, crops for missing files.
+
+    A manifest path that resolves outside ``raw_dir`` is recorded as an error, never opened.
+    """
+    crops_dir = Path(dcfg.crops_dir)
+    results: dict[str, Result] = {}
+    tasks: list[Task] = []
+    cached = cache.get_many(unique["id"])
+    for image_id, rel in zip(unique["id"], unique["path"], strict=True):
+        path = contained(raw_dir, rel)
+        if path is None:
+            results[image_id] = Result(image_id, error=f"{OUTSIDE} {raw_dir}", cacheable=False)
+            continue
+        hit = cached.get(image_id)
+        if hit is None:
+            tasks.append(Task(image_id, str(path)))
+            continue
+        faces, error = hit
+        results[image_id] = Result(image_id, faces=faces, error=error)
+        missing = [
+            i
+            for i in kept_indices(faces, dcfg.crop.policy)
+            if not (crops_dir / crop_name(image_id, i)).is_file()
+        ]
+        if not error and missing:
+            tasks.append(Task(image_id, str(path), tuple(faces)))
+    return results, tasks
+
+
+def _workers(dcfg: DetectConfig, n_tasks: int) -> int:
+    """Worker processes for ``n_tasks``: one when spawning a pool would cost more than it saves."""
+    workers = resolve_workers(dcfg.workers)
+    if dcfg.executor == "local" and n_tasks <= dcfg.batch_size:
+        workers = 1
+    return workers
+
+
+def _batch_size(dcfg: DetectConfig, n_tasks: int, workers: int) -> int:
+    """Images per task: smaller for small runs, so no worker idles while another finishes."""
+    if dcfg.executor == "dask":
+        # A Prefect task costs ~0.2-0.5 worker-s (benchmarks/bench_dask.py): keep batches
+        # near batch_size, split evenly into whole rounds of `workers` tasks.
+        rounds = max(1, math.ceil(n_tasks / (workers * dcfg.batch_size)))
+        return max(1, math.ceil(n_tasks / (workers * rounds)))
+    return max(1, min(dcfg.batch_size, math.ceil(n_tasks / (16 * workers))))
+
+
+def _detect(
+    cfg: Config,
+    tasks: list[Task],
+    results: dict[str, Result],
+    cache: DetectionCache,
+    workers: int,
+) -> dict[str, int]:
+    """Run the tasks; fills ``results`` and the cache; returns detected and written counts."""
+    dcfg = cfg.detect
+    if any(t.faces is None for t in tasks):
+        create_detector(dcfg)  # fail fast (ModelError) in this process, not per image
+    crops_dir = str(Path(dcfg.crops_dir).resolve())
+    spec = WorkerSpec(detect=dcfg, crop=dcfg.crop, crops_dir=crops_dir,
+                      max_pixels=cfg.ingest.max_pixels)  # fmt: skip
+    size = _batch_size(dcfg, len(tasks), workers)
+    detected = crops_written = 0
+    with bar(total=len(tasks), desc="detect", unit="img") as progress:
+        for batch_results in run_batches(
+            spec, _batches(tasks, size), executor=dcfg.executor, workers=workers,
+            dask_address=dcfg.dask_address,
+        ):  # fmt: skip
+            cache.put_many(
+                (r.image_id, r.faces, r.error) for r in batch_results if r.detected and r.cacheable
+            )
+            for r in batch_results:
+                detected += r.detected
+                crops_written += r.crops_written
+                prev = results.get(r.image_id)
+                if prev is not None and not r.error and not r.crop_error:
+                    continue  # crop-only task for a cache hit went fine
+                results[r.image_id] = r
+            progress.update(len(batch_results))
+    return {"detected": detected, "crops_written": crops_written}
 
 
 def _ok_rows(manifest: Path) -> pd.DataFrame:

@@ -68,7 +68,7 @@ def run(cfg: Config) -> dict[str, Any]:
             f"{raw}: folder(s) not in the taxonomy: {shown}; add them to `taxonomy` in params, "
             "or set `ingest.unknown_folders: ignore` to list their files as rejected"
         )
-    rows = list(_inspect_all(scan.entries, icfg.max_pixels, _workers(icfg.workers)))
+    rows = list(_inspect_all(scan.entries, icfg.max_pixels, icfg.min_side, _workers(icfg.workers)))
     mark_duplicates(rows)
     write_parquet(to_frame(rows), icfg.manifest)
     seconds = time.perf_counter() - start
@@ -91,21 +91,23 @@ def _workers(configured: int) -> int:
         return os.cpu_count() or 1
 
 
-def _inspect_all(entries: list[Entry], max_pixels: int, workers: int) -> Iterator[dict[str, Any]]:
+def _inspect_all(
+    entries: list[Entry], max_pixels: int, min_side: int, workers: int
+) -> Iterator[dict[str, Any]]:
     """Rows for all entries, in completion order, with a files/s progress bar."""
     chunks = [entries[i : i + CHUNKSIZE] for i in range(0, len(entries), CHUNKSIZE)]
     with bar(total=len(entries), unit="file", desc="ingest") as progress:
         if workers <= 1 or len(chunks) <= 1:
             # No pool for one process or a tiny tree: start-up would cost more than it saves.
             for chunk in chunks:
-                rows = inspect_chunk(chunk, max_pixels)
+                rows = inspect_chunk(chunk, max_pixels, min_side)
                 progress.update(len(rows))
                 yield from rows
             return
         # Import and register PIL's plugins once here: forked workers inherit them.
         preload()
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-            futures = [pool.submit(inspect_chunk, chunk, max_pixels) for chunk in chunks]
+            futures = [pool.submit(inspect_chunk, chunk, max_pixels, min_side) for chunk in chunks]
             for fut in as_completed(futures):
                 rows = fut.result()  # inspect_file never raises; a dead worker should
                 progress.update(len(rows))

@@ -111,10 +111,17 @@ def _read_inputs(cfg: Config) -> Inputs:
     detections = fio.read_table(cfg.detect.images, producer="fer detect")
     faces = fio.read_table(cfg.detect.faces, producer="fer detect")
     if "crop_path" in faces.columns:
-        crop_exists = [Path(p).is_file() for p in faces["crop_path"]]
+        crops_dir = Path(cfg.detect.crops_dir)
+        crop_exists = [_crop_file(crops_dir, p) is not None for p in faces["crop_path"]]
     else:
         crop_exists = [False] * len(faces)
     return Inputs(manifest, detections, faces, crop_exists)
+
+
+def _crop_file(crops_dir: Path, crop_path: str) -> Path | None:
+    """The crop file of a faces-table row when it exists inside ``crops_dir``, else None."""
+    path = fio.contained(crops_dir, Path.cwd() / crop_path)
+    return path if path is not None and path.is_file() else None
 
 
 def _empty_audit(data: Inputs) -> Audit:
@@ -132,7 +139,8 @@ def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
     faces = data.faces
     bad_crops = {p for p, ok in zip(faces["path"], data.crop_exists, strict=True) if not ok}
     if not gate_failed:
-        crops, crop_prints, readable = _decode_crops(list(faces["crop_path"]), v.cv_input_size)
+        crop_files = [_crop_file(Path(cfg.detect.crops_dir), p) for p in faces["crop_path"]]
+        crops, crop_prints, readable = _decode_crops(crop_files, v.cv_input_size)
         bad_crops |= set(faces["path"][~readable])
     q = quarantine.build_quarantine(
         data.manifest, data.detections, sorted(bad_crops), min_width=v.min_width,
@@ -231,10 +239,10 @@ def _restore_list(path: Path | None) -> list[str]:
 
 
 def _decode_crops(
-    paths: list[str], size: int
+    paths: list[Path | None], size: int
 ) -> tuple[np.ndarray, list[Fingerprint | None], np.ndarray]:
     """Every crop once (exact duplicates share a file): downsampled array, fingerprint (None
-    when unreadable or too flat to compare) and readable flag per face."""
+    when unreadable or too flat to compare) and readable flag per face (None: no file)."""
     import cv2
 
     from fer.validation.duplicates import fingerprint
@@ -242,11 +250,10 @@ def _decode_crops(
     images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     hashes: list[Fingerprint | None] = []
     readable = np.zeros(len(paths), dtype=bool)
-    cache: dict[str, tuple[np.ndarray, Fingerprint | None] | None] = {}
+    cache: dict[Path | None, tuple[np.ndarray, Fingerprint | None] | None] = {None: None}
     for i, p in enumerate(bar(paths, desc="decode crops", unit="crop")):
         if p not in cache:
-            # is_file first: cv2.imread logs a warning for every missing path.
-            bgr = cv2.imread(p, cv2.IMREAD_COLOR) if Path(p).is_file() else None
+            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if bgr is None:
                 cache[p] = None
             else:
@@ -263,13 +270,16 @@ def _decode_crops(
     return images, hashes, readable
 
 
-def _image_print(path: Path, max_pixels: int) -> Fingerprint | None:
-    """Fingerprint of a raw image, decoded at half size when cv2 can (ingest vetted the file)."""
+def _image_print(path: Path | None, max_pixels: int) -> Fingerprint | None:
+    """Fingerprint of a raw image, decoded at half size when cv2 can (ingest vetted the file);
+    None for a path outside the raw dir (``path`` None) or an image too small to compare."""
     import cv2
 
     from fer.data.images import DecodeError, load_rgb
     from fer.validation.duplicates import fingerprint
 
+    if path is None:
+        return None
     bgr = cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_2)
     if bgr is not None and bgr.size:
         return fingerprint(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
@@ -294,7 +304,7 @@ def _duplicates(
     paths = list(ok["path"])
     raw = Path(cfg.ingest.raw_dir)
     prints = [
-        _image_print(raw / p, cfg.ingest.max_pixels)
+        _image_print(fio.contained(raw, p), cfg.ingest.max_pixels)
         for p in bar(paths, desc="hash images", unit="img")
     ]
     if any(fp is None for fp in prints):

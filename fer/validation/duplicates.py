@@ -55,6 +55,8 @@ def fingerprint(image: np.ndarray, min_bits: int = 16, min_step: int = 2) -> Fin
     """
     import cv2
 
+    if image.size == 0 or min(image.shape[:2]) < 2:
+        return None  # nothing to compare (a 1x1 file; ingest rejects those by default)
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
     if int((np.abs(small[:, 1:] - small[:, :-1]) >= min_step).sum()) < min_bits:
