@@ -71,7 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="architecture name (default: train.model)")
 
     p = sub.add_parser("predict", parents=[common], help="classify faces in images or video")
-    p.add_argument("paths", nargs="+", type=Path, help="images, folders or video files")
+    p.add_argument("paths", nargs="*", type=Path, help="images, folders or video files")
+    p.add_argument("--camera", type=int, metavar="INDEX", help="also read a camera (e.g. 0)")
+    p.add_argument(
+        "--show", action="store_true", help="show videos and the camera live in a window"
+    )
     p.add_argument("--model", help="model dir, MLflow model URI (default: predict.model)")
     p.add_argument(
         "--out", type=Path, help="folder for annotated output (default: predict.out_dir)"
@@ -104,7 +108,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "split": ("fer.stages.split", "run", ()),
     "train": ("fer.stages.train", "run", ("model", "resume", "fresh")),
     "evaluate": ("fer.stages.evaluate", "run", ("model",)),
-    "predict": ("fer.stages.predict", "run", ("paths", "model", "out", "json")),
+    "predict": ("fer.stages.predict", "run", ("paths", "model", "out", "json", "camera", "show")),
     "pipeline": ("flows.launcher", "run", ("models", "force")),
     "serve": ("flows.serve", "run", ("cron",)),
     "ui": ("fer.ui", "run", ("host", "mlflow_port", "prefect_port")),

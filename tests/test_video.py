@@ -144,3 +144,41 @@ def test_match_tracks_keeps_ids() -> None:
     # A face of very different size is not the same track.
     tracks, _ = match_tracks(tracks[:1], [Face(40, 0, 150, 150, 0.9)], frame=3, next_id=3)
     assert [t.id for t in tracks] == [3]
+
+
+def test_a_sink_can_stop_the_video_early(model_dir: Path, clip: Path, tmp_path: Path) -> None:
+    """What a live window does on `q`: the frames so far are kept and written."""
+    from fer.faces.detectors import create_detector
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.video import process_video, video_codec
+
+    seen: list[np.ndarray] = []
+
+    def stop_after_three(frame_bgr: np.ndarray) -> None:
+        seen.append(frame_bgr)
+        if len(seen) == 3:
+            raise StopIteration
+
+    cfg = _cfg(1)
+    clf = FaceClassifier.load(model_dir, batch_size=1)
+    out = tmp_path / f"early{video_codec()[1]}"
+    rec = process_video(
+        clip, out, detector=create_detector(cfg.detect), classifier=clf,
+        crop=clf.crop_config(), batch_size=1, extra_sinks=[stop_after_three],
+    )  # fmt: skip
+    assert len(seen) == 3 and seen[0].shape == (HEIGHT, WIDTH, 3)
+    assert rec["video"]["frames"] == 3 and len(_read_back(out)) == 3
+
+
+def test_camera_and_show_fail_in_one_line(model_dir: Path, tmp_path: Path, capsys) -> None:
+    from fer.cli import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(_cfg(1).model_dump(mode="json", by_alias=True)))
+    base = ["predict", "--params", str(params), "--model", str(model_dir), "--out", str(tmp_path)]
+    assert main([*base, "--camera", "97"]) == 2  # no such camera: the only input failed
+    err = capsys.readouterr().err
+    assert "camera 97: cannot open video" in err
+    assert main([*base, "--camera", "97", "--show"]) == 2  # headless here: refused up front
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--show needs" in err[0]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,8 +158,155 @@ def _frames(cap: Any) -> Iterator[np.ndarray]:
         yield frame
 
 
+FrameSink = Callable[[np.ndarray], None]
+"""Receives each annotated BGR frame in order: a video writer, a window."""
+
+
+class VideoWriterSink:
+    """Writes annotated frames to a file, opening the writer on the first frame (its size)."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps, self.writer = path, fps, None
+
+    def __call__(self, frame_bgr: np.ndarray) -> None:
+        import cv2
+
+        if self.writer is None:
+            fourcc, _ = video_codec()
+            height, width = frame_bgr.shape[:2]
+            size = (width, height)
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc),
+                                          self.fps, size)  # fmt: skip
+            if not self.writer.isOpened():
+                raise InputError(f"{self.path}: cannot open a {fourcc} video writer")
+        self.writer.write(frame_bgr)
+
+    def close(self) -> None:
+        """Release the writer (idempotent)."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+
+
+class VideoRun:
+    """One video's state: tracks, the chunk of frames awaiting classification, the records.
+
+    :meth:`feed` takes frames in order (detecting every ``detect_every``-th, predicting the
+    boxes in between); chunks are classified together and handed to the sinks in order.
+    """
+
+    def __init__(
+        self,
+        *,
+        detector: Detector,
+        classifier: Any,
+        crop: CropConfig,
+        fps: float,
+        detect_every: int,
+        batch_size: int,
+        sinks: list[FrameSink],
+    ) -> None:
+        self.detector, self.classifier, self.crop = detector, classifier, crop
+        self.fps, self.detect_every, self.batch_size = fps, detect_every, batch_size
+        self.sinks = sinks
+        self.classes = tuple(getattr(classifier, "classes", CLASSES))
+        self.tracks: list[Track] = []
+        self.next_id = 0
+        self.all_tracks: dict[int, Track] = {}
+        self.frames: list[dict] = []
+        self.size: tuple[int, int] | None = None
+        # Each chunk entry keeps (track, box) pairs: a track's box moves on before the chunk
+        # is classified, so the box of that frame must be captured when the frame is read.
+        self.chunk: list[tuple[int, np.ndarray, list[tuple[Track, Face]], bool]] = []
+        self.pending_crops = 0
+
+    def feed(self, idx: int, rgb: np.ndarray) -> None:
+        """Track (and every ``detect_every`` frames detect) the faces of frame ``idx``."""
+        self.size = self.size or rgb.shape[:2]
+        detected = idx % self.detect_every == 0
+        for t in self.tracks:
+            t.face = t.predict(idx, rgb.shape[1], rgb.shape[0])
+        if detected:
+            found = self.detector.detect(rgb)
+            self.tracks, self.next_id = match_tracks(self.tracks, found, idx, self.next_id)
+        held = [(t, t.face) for t in self.tracks]
+        for t, _ in held:
+            t.last = idx
+            self.all_tracks[t.id] = t
+        self.chunk.append((idx, rgb, held, detected))
+        self.pending_crops += len(held)
+        if len(self.chunk) >= CHUNK_FRAMES or self.pending_crops >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Classify the held frames' faces; record and emit each frame."""
+        import cv2
+
+        from fer.faces.crops import crop_face
+
+        crops = [crop_face(rgb, f, self.crop) for _, rgb, held, _ in self.chunk for _, f in held]
+        probs = classify_crops(self.classifier, crops, self.batch_size)
+        k = 0
+        for idx, rgb, held, detected in self.chunk:
+            faces = []
+            for t, face in held:
+                faces.append({**face_record(face, probs[k], self.classes), "track": t.id})
+                t.n += 1
+                t.prob_sum = probs[k].astype(np.float64) + (
+                    t.prob_sum if t.prob_sum is not None else 0.0
+                )
+                k += 1
+            record = {"frame": idx, "time_s": round(idx / self.fps, 3), "detected": detected,
+                      "faces": faces}  # fmt: skip
+            self.frames.append(record)
+            if self.sinks:
+                bgr = cv2.cvtColor(annotate(rgb, faces), cv2.COLOR_RGB2BGR)
+                for sink in self.sinks:
+                    sink(bgr)
+        self.chunk.clear()
+        self.pending_crops = 0
+
+    def record(self, path: str, annotated: Path | None) -> dict:
+        """The video record of the module doc."""
+        height, width = self.size or (0, 0)
+        return {
+            "path": path,
+            "video": {
+                "fps": round(self.fps, 3),
+                "width": width,
+                "height": height,
+                "frames": len(self.frames),
+                "detect_every": self.detect_every,
+                "annotated": str(annotated) if annotated is not None else None,
+            },
+            "frames": self.frames,
+            "tracks": [_track_summary(t, self.classes) for t in self.all_tracks.values() if t.n],
+        }
+
+
+def open_capture(source: Path | int) -> Any:
+    """``cv2.VideoCapture`` on a file or a camera index, with the fps it reports.
+
+    Raises:
+        InputError: it cannot be opened.
+    """
+    import cv2
+
+    cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    if not cap.isOpened():
+        cap.release()
+        what = f"camera {source}" if isinstance(source, int) else str(source)
+        why = (
+            "no such camera, or no access"
+            if isinstance(source, int)
+            else ("unsupported codec or not a video file")
+        )
+        raise InputError(f"{what}: cannot open video ({why})")
+    return cap
+
+
 def process_video(
-    path: Path,
+    path: Path | int,
     out_path: Path | None,
     *,
     detector: Detector,
@@ -168,127 +315,62 @@ def process_video(
     detect_every: int = 1,
     batch_size: int = 64,
     max_frames: int | None = None,
+    extra_sinks: list[FrameSink] | None = None,
 ) -> dict:
-    """Predict on every frame of a video; write the annotated video to ``out_path``.
+    """Predict on every frame of a video file or camera; write the annotated video to ``out_path``.
 
     ``out_path`` is written atomically (its suffix should come from :func:`video_codec`);
-    None skips writing (benchmarks). Returns the video record described in the module doc.
+    None skips writing. ``extra_sinks`` also see every annotated frame (a live window); one
+    that raises :class:`StopIteration` ends the video early (a window closed with ``q``).
+    Returns the video record described in the module doc.
 
     Raises:
         InputError: the video cannot be opened or holds no decodable frame.
     """
+    import contextlib
+
     import cv2
 
-    from fer.faces.crops import crop_face
     from fer.io import atomic_path
 
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        cap.release()
-        raise InputError(f"{path}: cannot open video (unsupported codec or not a video file)")
+    cap = open_capture(path)
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = float(fps) if fps and fps == fps and 0 < fps < 1000 else DEFAULT_FPS
-    classes = tuple(getattr(classifier, "classes", CLASSES))
-    state: dict[str, Any] = {"tracks": [], "next_id": 0, "writer": None, "size": None}
-    frames_out: list[dict] = []
-    all_tracks: dict[int, Track] = {}
+    writer = None
+    try:
+        with atomic_path(out_path) if out_path is not None else contextlib.nullcontext() as tmp:
+            writer = VideoWriterSink(tmp, fps) if tmp is not None else None
+            run = VideoRun(
+                detector=detector, classifier=classifier, crop=crop, fps=fps,
+                detect_every=detect_every, batch_size=batch_size,
+                sinks=[s for s in (writer, *(extra_sinks or [])) if s is not None],
+            )  # fmt: skip
+            _play(cap, run, max_frames)
+            if not run.frames:
+                raise InputError(f"{path}: no frame could be decoded")
+            if writer is not None:
+                writer.close()
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.close()
+    return run.record(str(path), out_path)
 
-    # Each chunk entry keeps (track, box) pairs: a track's box moves on before the chunk is
-    # classified, so the box of that frame must be captured when the frame is read.
-    Held = list[tuple[Track, "Face"]]
 
-    def flush(chunk: list[tuple[int, np.ndarray, Held, bool]], tmp: Path | None) -> None:
-        crops = [crop_face(rgb, f, crop) for _, rgb, held, _ in chunk for _, f in held]
-        probs = classify_crops(classifier, crops, batch_size)
-        k = 0
-        for idx, rgb, held, detected in chunk:
-            faces = []
-            for t, face in held:
-                rec = face_record(face, probs[k], classes)
-                rec["track"] = t.id
-                t.n += 1
-                t.prob_sum = probs[k].astype(np.float64) + (
-                    t.prob_sum if t.prob_sum is not None else 0.0
-                )
-                faces.append(rec)
-                k += 1
-            frames_out.append(
-                {"frame": idx, "time_s": round(idx / fps, 3), "detected": detected, "faces": faces}
-            )
-            if tmp is not None:
-                _write(state, tmp, fps, cv2.cvtColor(annotate(rgb, faces), cv2.COLOR_RGB2BGR))
-        chunk.clear()
+def _play(cap: Any, run: VideoRun, max_frames: int | None) -> None:
+    """Feed every frame (up to ``max_frames``); a sink raising StopIteration ends it early."""
+    import cv2
 
-    def loop(tmp: Path | None) -> None:
-        chunk: list[tuple[int, np.ndarray, Held, bool]] = []
-        n_crops = 0
+    try:
         for idx, bgr in enumerate(_frames(cap)):
             if max_frames is not None and idx >= max_frames:
                 break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            state["size"] = state["size"] or rgb.shape[:2]
-            detected = idx % detect_every == 0
-            for t in state["tracks"]:
-                t.face = t.predict(idx, rgb.shape[1], rgb.shape[0])
-            if detected:
-                found = detector.detect(rgb)
-                state["tracks"], state["next_id"] = match_tracks(
-                    state["tracks"], found, idx, state["next_id"]
-                )
-            held = [(t, t.face) for t in state["tracks"]]
-            for t, _ in held:
-                t.last = idx
-                all_tracks[t.id] = t
-            chunk.append((idx, rgb, held, detected))
-            n_crops += len(held)
-            if len(chunk) >= CHUNK_FRAMES or n_crops >= batch_size:
-                flush(chunk, tmp)
-                n_crops = 0
-        if chunk:
-            flush(chunk, tmp)
-        if state["writer"] is not None:
-            state["writer"].release()
-        if not frames_out:
-            raise InputError(f"{path}: no frame could be decoded")
-
-    try:
-        if out_path is None:
-            loop(None)
-        else:
-            with atomic_path(out_path) as tmp:
-                loop(tmp)
-    finally:
-        cap.release()
-        if state["writer"] is not None:
-            state["writer"].release()
-    height, width = state["size"]
-    return {
-        "path": str(path),
-        "video": {
-            "fps": round(fps, 3),
-            "width": width,
-            "height": height,
-            "frames": len(frames_out),
-            "detect_every": detect_every,
-            "annotated": str(out_path) if out_path is not None else None,
-        },
-        "frames": frames_out,
-        "tracks": [_track_summary(t, classes) for t in all_tracks.values() if t.n],
-    }
-
-
-def _write(state: dict[str, Any], tmp: Path, fps: float, frame_bgr: np.ndarray) -> None:
-    """Open the writer on the first frame (its real size), then append frames."""
-    import cv2
-
-    if state["writer"] is None:
-        fourcc, _ = video_codec()
-        height, width = frame_bgr.shape[:2]
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-        if not writer.isOpened():
-            raise InputError(f"{tmp}: cannot open a {fourcc} video writer")
-        state["writer"], state["size"] = writer, (height, width)
-    state["writer"].write(frame_bgr)
+            run.feed(idx, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    except StopIteration:
+        pass
+    else:
+        if run.chunk:
+            run.flush()
 
 
 def _track_summary(t: Track, classes: tuple[str, ...]) -> dict:

@@ -31,7 +31,7 @@ from fer.prediction.predict import (
     image_record,
     predict_images,
 )
-from fer.progress import bar
+from fer.progress import bar, enabled
 
 if TYPE_CHECKING:
     from fer.config import Config, CropConfig
@@ -47,59 +47,83 @@ def run(
     model: str | None = None,
     out: Path | None = None,
     json: bool = False,
+    camera: int | None = None,
+    show: bool = False,
 ) -> dict[str, Any]:
-    """Predict on ``paths``; write annotated files and ``predictions.json`` under ``out``.
+    """Predict on ``paths`` (and/or a camera); write annotated files and ``predictions.json``.
 
     Returns:
         ``{"records", "out_dir", "model", "images", "videos", "faces", "errors", "seconds"}``.
 
     Raises:
-        InputError: no input could be used (after the report is written), or no path given.
+        InputError: no input could be used (after the report is written), no path given, or
+            ``show`` without a display.
         ModelError: the model does not resolve (the message lists what was looked for).
     """
     start = time.perf_counter()
     items = expand_inputs(paths)
-    if not items:
+    if not items and camera is None:
         raise InputError(f"no files found in {', '.join(str(p) for p in paths) or '(nothing)'}")
+    window = live_window() if show else None  # fails before any work when there is no display
     out_dir = Path(out if out is not None else cfg.predict.out_dir)
     log = sys.stderr if json else sys.stdout
-
     resolved = resolve_model(cfg, model)
     classifier, crop = load_classifier(resolved.path, cfg)
     from fer.faces.detectors import create_detector
 
     detector = create_detector(cfg.detect)
     print(f"model: {resolved.source} ({resolved.path}, {classifier.arch})", file=sys.stderr)
+    video = VideoJob(out_dir, cfg, detector, classifier, crop, window)
+    records = _predict_images(items, out_dir, cfg, detector, classifier, crop)
+    for i, item in enumerate(items):
+        if item.kind == "missing":
+            records[i] = image_record(item.path, [], "missing: no such file")
+        elif item.kind == "video":
+            records[i] = video.run(item.path, annotated_path(out_dir, item, video.suffix))
+    if camera is not None:
+        records.append(video.run(camera, out_dir / f"camera{camera}.annotated{video.suffix}"))
+    return _report(records, out_dir, resolved.source, json=json, log=log, start=start)
+
+
+def _predict_images(
+    items: list[InputItem],
+    out_dir: Path,
+    cfg: Config,
+    detector: Any,
+    classifier: FaceClassifier,
+    crop: CropConfig,
+) -> list[dict[str, Any]]:
+    """Records for every item (images filled in, the rest left ``{}``); annotated JPEGs."""
+    from fer.data.images import load_rgb
 
     records: list[dict[str, Any]] = [{} for _ in items]
     index = {id(item): i for i, item in enumerate(items)}
     images = [it for it in items if it.kind == "image"]
-    progress = bar(total=len(images), desc="predict", unit="img") if images else None
-    from fer.data.images import load_rgb
-
-    for res in predict_images(
-        images,
-        load=load_rgb,
-        detector=detector,
-        classifier=classifier,
-        crop=crop,
-        batch_size=cfg.predict.batch_size,
-    ):
-        if res.image is not None:
-            target = annotated_path(out_dir, res.item, ".jpg")
-            write_bytes(target, encode_jpeg(annotate(res.image, res.record["faces"])))
-        records[index[id(res.item)]] = res.record
-        if progress is not None:
+    with bar(
+        total=len(images), desc="predict", unit="img", disable=not (images and enabled())
+    ) as progress:
+        for res in predict_images(
+            images, load=load_rgb, detector=detector, classifier=classifier, crop=crop,
+            batch_size=cfg.predict.batch_size,
+        ):  # fmt: skip
+            if res.image is not None:
+                target = annotated_path(out_dir, res.item, ".jpg")
+                write_bytes(target, encode_jpeg(annotate(res.image, res.record["faces"])))
+            records[index[id(res.item)]] = res.record
             progress.update(1)
-    if progress is not None:
-        progress.close()
+    return records
 
-    for item in items:
-        if item.kind == "missing":
-            records[index[id(item)]] = image_record(item.path, [], "missing: no such file")
-        elif item.kind == "video":
-            records[index[id(item)]] = _video(item, out_dir, cfg, detector, classifier, crop)
 
+def _report(
+    records: list[dict[str, Any]],
+    out_dir: Path,
+    source: str,
+    *,
+    json: bool,
+    log: Any,
+    start: float,
+) -> dict[str, Any]:
+    """Write ``predictions.json``, print a line per input (and the JSON with ``--json``)."""
     write_json(out_dir / REPORT, records)
     summary = _summary(records)
     for rec in records:
@@ -112,16 +136,15 @@ def run(
     if json:
         sys.stdout.write(jsonlib.dumps(records, indent=2, allow_nan=False) + "\n")
         sys.stdout.flush()
-    result = {
+    if summary["errors"] == len(records):
+        raise InputError(f"no input could be used ({records[0]['path']}: {records[0]['error']})")
+    return {
         "records": records,
         "out_dir": str(out_dir),
-        "model": resolved.source,
+        "model": source,
         **summary,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    if summary["errors"] == len(records):
-        raise InputError(f"no input could be used ({records[0]['path']}: {records[0]['error']})")
-    return result
 
 
 def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, CropConfig]:
@@ -133,26 +156,73 @@ def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, CropC
     return classifier, classifier.crop_config(default=cfg.detect.crop)
 
 
-def _video(
-    item: InputItem, out_dir: Path, cfg: Config, detector: Any, classifier: Any, crop: Any
-) -> dict[str, Any]:
-    from fer.prediction.video import process_video, video_codec
+class VideoJob:
+    """Videos and cameras of one `fer predict` run: same detector, classifier and window."""
 
-    try:
-        _, suffix = video_codec()
-        return process_video(
-            item.path,
-            annotated_path(out_dir, item, suffix),
-            detector=detector,
-            classifier=classifier,
-            crop=crop,
-            detect_every=cfg.predict.detect_every,
-            batch_size=cfg.predict.batch_size,
+    def __init__(
+        self, out_dir: Path, cfg: Config, detector: Any, classifier: Any, crop: Any, window: Any
+    ) -> None:
+        self.out_dir, self.cfg, self.window = out_dir, cfg, window
+        self.detector, self.classifier, self.crop = detector, classifier, crop
+        self._suffix: str | None = None
+
+    @property
+    def suffix(self) -> str:
+        """The annotated video's suffix (``.mp4``, or ``.avi`` where mp4v cannot be written)."""
+        from fer.prediction.video import video_codec
+
+        if self._suffix is None:
+            self._suffix = video_codec()[1]
+        return self._suffix
+
+    def run(self, source: Path | int, target: Path) -> dict[str, Any]:
+        """The video record; an unusable video or camera is an ``error`` record."""
+        from fer.prediction.video import process_video
+
+        try:
+            return process_video(
+                source, target, detector=self.detector, classifier=self.classifier,
+                crop=self.crop, detect_every=self.cfg.predict.detect_every,
+                batch_size=self.cfg.predict.batch_size,
+                extra_sinks=[self.window] if self.window is not None else None,
+            )  # fmt: skip
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            msg = str(exc).split(": ", 1)[-1]
+            return {"path": str(source), "frames": [], "error": f"video: {msg}"}
+
+
+def live_window() -> Any:
+    """A sink showing annotated frames in a window (``q`` or Esc stops the video).
+
+    Raises:
+        InputError: no display, or an OpenCV build without a GUI (opencv-python-headless).
+    """
+    import os
+
+    import cv2
+
+    gui = next(
+        (ln.split(":", 1)[1].strip() for ln in cv2.getBuildInformation().splitlines()
+         if ln.strip().startswith("GUI:")),
+        "NONE",
+    )  # fmt: skip
+    if gui.upper() == "NONE":
+        raise InputError(
+            "--show needs an OpenCV build with a GUI: pip install opencv-python "
+            "(this one is opencv-python-headless); drop --show to only write the annotated video"
         )
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        msg = str(exc).removeprefix(f"{item.path}: ")
-        return {"path": str(item.path), "frames": [], "error": f"video: {msg}"}
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise InputError("--show needs a display (DISPLAY is not set); drop --show")
+
+    def show(frame_bgr: Any) -> None:
+        cv2.imshow("fer predict", frame_bgr)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            raise StopIteration
+
+    return show
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, int]:
