@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import itertools
 import logging
 import queue
@@ -115,6 +116,81 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         raise ConfigError(f"detect.dask_address: {address!r} is a Dask {kind}, not a scheduler")
 
 
+class _Pump:
+    """Hands results from the flow's thread to the caller's, through a bounded queue."""
+
+    def __init__(self, window: int) -> None:
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=window)
+        self.stop = threading.Event()
+
+    def put(self, kind: str, value: Any) -> bool:
+        """Queue ``(kind, value)``; False once the caller has stopped listening."""
+        while not self.stop.is_set():
+            try:
+                self.queue.put((kind, value), timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def results(self) -> Iterator[Any]:
+        """Yield results until the flow ends; re-raise its error in the caller's thread."""
+        while True:
+            kind, value = self.queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+
+def _drive(
+    submit_one: Callable[[Any], Any],
+    items: Iterable[Any],
+    pump: _Pump,
+    *,
+    window: int,
+    address: str | None,
+    on_error: Callable[[Any, BaseException], Any],
+) -> None:
+    """The flow body: keep the window of tasks full and pump each result as it completes."""
+    from distributed import as_completed
+    from prefect.context import FlowRunContext
+
+    source = iter(items)
+    pending: dict[Any, tuple[Any, Any]] = {}
+    # The flow's own (started) runner: Prefect runs a copy of the one passed to `flow`.
+    client = FlowRunContext.get().task_runner.client
+    done = as_completed(loop=client.loop)
+    # On a remote cluster, keep every worker thread busy (`workers` is this machine's).
+    limit = max(window, 2 * sum(client.nthreads().values())) if address else window
+
+    def submit() -> bool:
+        item = next(source, None)
+        if item is None:
+            return False
+        fut = submit_one(item)
+        pending[fut.wrapped_future] = (fut, item)
+        done.add(fut.wrapped_future)
+        return True
+
+    try:
+        while len(pending) < limit and submit():
+            pass
+        for wrapped in done:
+            fut, item = pending.pop(wrapped)
+            try:
+                result = fut.result()
+            except Exception as exc:
+                result = on_error(item, exc)
+            if not pump.put("result", result):
+                return
+            submit()
+    finally:
+        for wrapped in pending:
+            wrapped.cancel()
+
+
 def run_flow(
     submit_one: Callable[[Any], Any],
     items: Iterable[Any],
@@ -140,55 +216,7 @@ def run_flow(
     if address:
         check_scheduler(address)
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    out: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=window)
-    stop = threading.Event()
-
-    def put(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                out.put((kind, value), timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def drive() -> None:
-        from distributed import as_completed
-        from prefect.context import FlowRunContext
-
-        source = iter(items)
-        pending: dict[Any, tuple[Any, Any]] = {}
-        # The flow's own (started) runner: Prefect runs a copy of the one passed to `flow`.
-        client = FlowRunContext.get().task_runner.client
-        done = as_completed(loop=client.loop)
-        # On a remote cluster, keep every worker thread busy (`workers` is this machine's).
-        limit = max(window, 2 * sum(client.nthreads().values())) if address else window
-
-        def submit() -> bool:
-            item = next(source, None)
-            if item is None:
-                return False
-            fut = submit_one(item)
-            pending[fut.wrapped_future] = (fut, item)
-            done.add(fut.wrapped_future)
-            return True
-
-        try:
-            while len(pending) < limit and submit():
-                pass
-            for wrapped in done:
-                fut, item = pending.pop(wrapped)
-                try:
-                    result = fut.result()
-                except Exception as exc:
-                    result = on_error(item, exc)
-                if not put("result", result):
-                    return
-                submit()
-        finally:
-            for wrapped in pending:
-                wrapped.cancel()
-
+    pump = _Pump(window)
     run_id = uuid.uuid4().hex
     batches_flow = flow(
         _flow_body,
@@ -200,13 +228,16 @@ def run_flow(
 
     def target() -> None:
         try:
-            _DRIVERS[run_id] = drive
+            _DRIVERS[run_id] = functools.partial(
+                _drive, submit_one, items, pump, window=window, address=address,
+                on_error=on_error,
+            )  # fmt: skip
             with shared_api():
                 batches_flow(run_id, workers=workers, address=address)
         except BaseException as exc:  # handed to the caller's thread, re-raised there
-            put("error", exc)
+            pump.put("error", exc)
         else:
-            put("end", None)
+            pump.put("end", None)
 
     # A new thread starts with empty context variables: carry the caller's (Prefect settings,
     # e.g. a test harness's API URL) over.
@@ -214,15 +245,9 @@ def run_flow(
     thread = threading.Thread(target=context.run, args=(target,), name=FLOW_NAME, daemon=True)
     thread.start()
     try:
-        while True:
-            kind, value = out.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
+        yield from pump.results()
     finally:
-        stop.set()
+        pump.stop.set()
         thread.join()
         _DRIVERS.pop(run_id, None)
 

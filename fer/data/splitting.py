@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fer.validation.duplicates import UnionFind
+from fer.data.groups import UnionFind
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -196,6 +196,30 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     return None
 
 
+@dataclass
+class _LoopState:
+    """What a checkpoint carries besides the model and optimizer."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    best_state: dict[str, Any] | None = None
+    first_epoch: int = 1
+
+
+@dataclass
+class _Setup:
+    """Optimizer, schedule, RNG, loss and augmentation of one ``fit``."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    gen: torch.Generator
+    loss_fn: nn.Module
+    sample_weights: np.ndarray | None
+    augment: AugmentSpec | None
+
+
 def fit(
     model: nn.Module,
     data: FitData,
@@ -213,121 +237,155 @@ def fit(
         cfg: the ``train`` section (epochs, lr, optimizer, schedule, patience, balance, augment).
         device: ``cpu`` or ``cuda``.
         on_epoch_end: called with the epoch's record (``history.csv`` columns plus
-            ``improved``) and a checkpoint dict (tensors shared with the live model: save it
-            before the next epoch, do not keep it).
+            ``improved`` and ``stop``) and a checkpoint dict (tensors shared with the live
+            model: save it before the next epoch, do not keep it).
         start_state: a checkpoint from ``on_epoch_end`` (plus optionally ``best_state``, the
             best weights) to resume from; training continues at the next epoch.
 
     Returns:
         FitResult; the model holds the best epoch's weights.
     """
-    import torch
-
     if len(data.train_y) == 0:
         raise ValueError("no training samples")
-    k = data.num_classes
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    weight = None
-    sample_weights = None
+    setup = _set_up(model, data, cfg, device)
+    state = _restore(model, setup, start_state, device) if start_state else _LoopState()
+    train_x = to_device_if_fits(data.train_x, device)
+    patience = cfg.early_stopping_patience
+    stopped_early = bool(patience) and state.bad_epochs >= patience
+    if stopped_early:
+        state.first_epoch = cfg.epochs + 1  # a run that had already stopped resumes to a no-op
+    for epoch in range(state.first_epoch, cfg.epochs + 1):
+        record = _run_epoch(model, setup, data, train_x, cfg, device, epoch)
+        improved = _score(record, data) > state.best_f1
+        if improved:
+            state.best_f1, state.best_epoch, state.bad_epochs = _score(record, data), epoch, 0
+            state.best_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        state.history.append(record)
+        stop = bool(patience) and state.bad_epochs >= patience
+        if on_epoch_end is not None:
+            checkpoint = _checkpoint(model, setup, state, epoch, device)
+            on_epoch_end({**record, "improved": improved, "stop": stop}, checkpoint)
+        if stop:
+            stopped_early = True
+            break
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    return FitResult(
+        history=state.history,
+        best_state=state.best_state,
+        best_epoch=state.best_epoch,
+        best_val_macro_f1=max(state.best_f1, 0.0),
+        stopped_early=stopped_early,
+    )
+
+
+def _set_up(model: nn.Module, data: FitData, cfg: TrainConfig, device: str) -> _Setup:
+    import torch
+
+    weight = sample_weights = None
     if cfg.class_balance == "weights":
-        weight = torch.as_tensor(class_weights(data.train_y, k), dtype=torch.float32).to(device)
+        cw = class_weights(data.train_y, data.num_classes)
+        weight = torch.as_tensor(cw, dtype=torch.float32).to(device)
     elif cfg.class_balance == "sampler":
-        cw = class_weights(data.train_y, k)
-        sample_weights = cw[np.asarray(data.train_y)]
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        sample_weights = class_weights(data.train_y, data.num_classes)[np.asarray(data.train_y)]
     augment = (
         AugmentSpec(cfg.flip, cfg.rotation_deg, cfg.crop_jitter, cfg.color_jitter)
         if cfg.augment
         else None
     )
-    history: list[dict[str, Any]] = []
-    best_f1, best_epoch, bad_epochs = -1.0, 0, 0
-    best_state: dict[str, Any] | None = None
-    first_epoch = 1
-    if start_state is not None:
-        model.load_state_dict(start_state["model"])
-        optimizer.load_state_dict(start_state["optimizer"])
-        if scheduler is not None and start_state.get("scheduler") is not None:
-            scheduler.load_state_dict(start_state["scheduler"])
-        gen.set_state(start_state["generator"])
-        torch.set_rng_state(start_state["torch_rng"])
-        if device == "cuda" and start_state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(start_state["cuda_rng"])
-        history = [dict(r) for r in start_state["history"]]
-        best_f1 = float(start_state["best_val_macro_f1"])
-        best_epoch = int(start_state["best_epoch"])
-        bad_epochs = int(start_state["bad_epochs"])
-        best_state = start_state.get("best_state")
-        first_epoch = int(start_state["epoch"]) + 1
-
-    train_x = to_device_if_fits(data.train_x, device)
-    stopped_early = False
-    patience = cfg.early_stopping_patience
-    if patience and bad_epochs >= patience:
-        stopped_early = True  # a run that had already stopped resumes to a no-op
-        first_epoch = cfg.epochs + 1
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
-        loader = batches(
-            train_x, data.train_y, batch_size=cfg.batch_size, input_spec=data.input_spec,
-            device=device, gen=gen, shuffle=True, sample_weights=sample_weights, augment=augment,
-        )  # fmt: skip
-        tr = train_one_epoch(
-            model, loader, optimizer, loss_fn, total=len(data.train_y),
-            desc=f"epoch {epoch}/{cfg.epochs}",
-        )  # fmt: skip
-        if scheduler is not None:
-            scheduler.step()
-        ev = evaluate_loader(
-            model, data.val_x, data.val_y, data.input_spec,
-            batch_size=max(cfg.batch_size, 256), device=device,
-        )  # fmt: skip
-        # With no validation split, training accuracy is the only signal left.
-        score = ev["macro_f1"] if len(data.val_y) else tr["acc"]
-        improved = score > best_f1
-        if improved:
-            best_f1, best_epoch, bad_epochs = score, epoch, 0
-            best_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        record = {
-            "epoch": epoch,
-            "train_loss": tr["loss"],
-            "train_acc": tr["acc"],
-            "val_loss": ev["loss"],
-            "val_acc": ev["acc"],
-            "val_macro_f1": ev["macro_f1"],
-            "lr": lr,
-            "images_per_s": tr["images_per_s"],
-        }
-        history.append(record)
-        stop = bool(patience) and bad_epochs >= patience
-        if on_epoch_end is not None:
-            checkpoint = {
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
-                "history": copy.deepcopy(history),
-                "best_val_macro_f1": best_f1,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-            }
-            on_epoch_end({**record, "improved": improved, "stop": stop}, checkpoint)
-        if stop:
-            stopped_early = True
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return FitResult(
-        history=history,
-        best_state=best_state,
-        best_epoch=best_epoch,
-        best_val_macro_f1=max(best_f1, 0.0),
-        stopped_early=stopped_early,
+    optimizer = make_optimizer(model, cfg)
+    return _Setup(
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, cfg),
+        gen=torch.Generator().manual_seed(cfg.seed),
+        loss_fn=torch.nn.CrossEntropyLoss(weight=weight),
+        sample_weights=sample_weights,
+        augment=augment,
     )
+
+
+def _restore(model: nn.Module, setup: _Setup, ckpt: dict[str, Any], device: str) -> _LoopState:
+    """Load a checkpoint into the model, optimizer, schedule and RNGs; the loop's state."""
+    import torch
+
+    model.load_state_dict(ckpt["model"])
+    setup.optimizer.load_state_dict(ckpt["optimizer"])
+    if setup.scheduler is not None and ckpt.get("scheduler") is not None:
+        setup.scheduler.load_state_dict(ckpt["scheduler"])
+    setup.gen.set_state(ckpt["generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    if device == "cuda" and ckpt.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+    return _LoopState(
+        history=[dict(r) for r in ckpt["history"]],
+        best_f1=float(ckpt["best_val_macro_f1"]),
+        best_epoch=int(ckpt["best_epoch"]),
+        bad_epochs=int(ckpt["bad_epochs"]),
+        best_state=ckpt.get("best_state"),
+        first_epoch=int(ckpt["epoch"]) + 1,
+    )
+
+
+def _run_epoch(
+    model: nn.Module,
+    setup: _Setup,
+    data: FitData,
+    train_x: Any,
+    cfg: TrainConfig,
+    device: str,
+    epoch: int,
+) -> dict[str, Any]:
+    """Train one epoch, step the schedule, evaluate on validation; the ``history`` row."""
+    lr = setup.optimizer.param_groups[0]["lr"]
+    loader = batches(
+        train_x, data.train_y, batch_size=cfg.batch_size, input_spec=data.input_spec,
+        device=device, gen=setup.gen, shuffle=True, sample_weights=setup.sample_weights,
+        augment=setup.augment,
+    )  # fmt: skip
+    tr = train_one_epoch(
+        model, loader, setup.optimizer, setup.loss_fn, total=len(data.train_y),
+        desc=f"epoch {epoch}/{cfg.epochs}",
+    )  # fmt: skip
+    if setup.scheduler is not None:
+        setup.scheduler.step()
+    ev = evaluate_loader(
+        model, data.val_x, data.val_y, data.input_spec,
+        batch_size=max(cfg.batch_size, 256), device=device,
+    )  # fmt: skip
+    return {
+        "epoch": epoch,
+        "train_loss": tr["loss"],
+        "train_acc": tr["acc"],
+        "val_loss": ev["loss"],
+        "val_acc": ev["acc"],
+        "val_macro_f1": ev["macro_f1"],
+        "lr": lr,
+        "images_per_s": tr["images_per_s"],
+    }
+
+
+def _score(record: dict[str, Any], data: FitData) -> float:
+    """Validation macro-F1; with no validation split, training accuracy is the only signal."""
+    return record["val_macro_f1"] if len(data.val_y) else record["train_acc"]
+
+
+def _checkpoint(
+    model: nn.Module, setup: _Setup, state: _LoopState, epoch: int, device: str
+) -> dict[str, Any]:
+    import torch
+
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
+        "scheduler": setup.scheduler.state_dict() if setup.scheduler is not None else None,
+        "generator": setup.gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
+        "history": copy.deepcopy(state.history),
+        "best_val_macro_f1": state.best_f1,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+    }

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fer.data.groups import UnionFind
+
 KINDS: tuple[str, ...] = ("exact", "near_image", "near_crop")
 """Duplicate kinds, strongest first (a member's kind is the strongest link it has)."""
 
@@ -115,38 +117,6 @@ def _bands(max_distance: int) -> list[tuple[int, int]]:
     n = min(max_distance + 1, 64)
     edges = [round(k * 64 / n) for k in range(n + 1)]
     return [(edges[k], edges[k + 1] - edges[k]) for k in range(n)]
-
-
-class UnionFind:
-    """Disjoint sets over ``0..n-1`` with path halving and union by size."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-        self.size = [1] * n
-
-    def find(self, x: int) -> int:
-        """Representative of ``x``'s set."""
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: int, b: int) -> None:
-        """Merge the sets of ``a`` and ``b``."""
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return
-        if self.size[ra] < self.size[rb]:
-            ra, rb = rb, ra
-        self.parent[rb] = ra
-        self.size[ra] += self.size[rb]
-
-    def components(self) -> list[list[int]]:
-        """All sets, each sorted, in order of their smallest member."""
-        groups: dict[int, list[int]] = defaultdict(list)
-        for x in range(len(self.parent)):
-            groups[self.find(x)].append(x)
-        return sorted(groups.values(), key=lambda g: g[0])
 
 
 def duplicate_groups(

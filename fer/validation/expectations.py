@@ -165,105 +165,67 @@ def _specs(
     cfg: ValidateConfig,
     expressions: Sequence[str],
 ) -> list[_Spec]:
-    specs: list[_Spec] = []
-    present: dict[str, set[str]] = {t: set(frames[t].columns) for t in REQUIRED}
-    for table, columns in REQUIRED.items():
-        specs.append(
-            _Spec(
-                table,
-                f"{table}.rows",
-                "columns",
-                "≥ 1 row",
-                "ExpectTableRowCountToBeBetween",
-                {"min_value": 1},
-            )
-        )
-        for column, kind in columns.items():
-            specs.append(
-                _Spec(
-                    table,
-                    f"{table}.{column}.exists",
-                    "columns",
-                    "exists",
-                    "ExpectColumnToExist",
-                    {"column": column},
-                )
-            )
-            if column in present[table]:
-                specs.append(
-                    _Spec(
-                        table,
-                        f"{table}.{column}.type",
-                        "columns",
-                        f"type {kind}",
-                        "ExpectColumnValuesToBeInTypeList",
-                        {"column": column, "type_list": _TYPE_LISTS[kind]},
-                    )
-                )
+    return [
+        *_column_specs(frames),
+        *_value_specs(frames, cfg, expressions),
+        *_rate_specs(rates, cfg),
+    ]
 
+
+def _column_specs(frames: dict[str, pd.DataFrame]) -> list[_Spec]:
+    """Every table has rows and its required columns, of the right types."""
+    specs: list[_Spec] = []
+    for table, columns in REQUIRED.items():
+        present = set(frames[table].columns)
+        specs.append(_Spec(table, f"{table}.rows", "columns", "≥ 1 row",
+                           "ExpectTableRowCountToBeBetween", {"min_value": 1}))  # fmt: skip
+        for column, kind in columns.items():
+            specs.append(_Spec(table, f"{table}.{column}.exists", "columns", "exists",
+                               "ExpectColumnToExist", {"column": column}))  # fmt: skip
+            if column in present:
+                specs.append(
+                    _Spec(table, f"{table}.{column}.type", "columns", f"type {kind}",
+                          "ExpectColumnValuesToBeInTypeList",
+                          {"column": column, "type_list": _TYPE_LISTS[kind]})
+                )  # fmt: skip
+    return specs
+
+
+def _value_specs(
+    frames: dict[str, pd.DataFrame], cfg: ValidateConfig, expressions: Sequence[str]
+) -> list[_Spec]:
+    """Labels within the classes and taxonomy, image sizes within bounds, crops present."""
     classes = list(CLASSES)
     in_classes = f"in {{{', '.join(classes)}}}"
-    if "images" in frames:
-        images = set(frames["images"].columns)
-        if "label" in images:
-            specs.append(
-                _Spec(
-                    "images",
-                    "manifest.label.in_classes",
-                    "labels",
-                    in_classes,
-                    "ExpectColumnValuesToBeInSet",
-                    {"column": "label", "value_set": classes},
-                )
-            )
-        if "expression" in images:
-            specs.append(
-                _Spec(
-                    "images",
-                    "manifest.expression.in_taxonomy",
-                    "labels",
-                    "in the taxonomy",
-                    "ExpectColumnValuesToBeInSet",
-                    {"column": "expression", "value_set": sorted(expressions)},
-                )
-            )
-        for column, lo, hi in (
-            ("width", cfg.min_width, cfg.max_width),
-            ("height", cfg.min_height, cfg.max_height),
-        ):
-            if column in images:
-                specs.append(
-                    _Spec(
-                        "images",
-                        f"manifest.{column}.in_bounds",
-                        "dimensions",
-                        f"[{lo}, {hi}] px",
-                        "ExpectColumnValuesToBeBetween",
-                        {"column": column, "min_value": lo, "max_value": hi},
-                    )
-                )
-    if "label" in present["faces"]:
-        specs.append(
-            _Spec(
-                "faces",
-                "faces.label.in_classes",
-                "labels",
-                in_classes,
-                "ExpectColumnValuesToBeInSet",
-                {"column": "label", "value_set": classes},
-            )
-        )
-    specs.append(
-        _Spec(
-            "faces",
-            "faces.crop_exists",
-            "crops_exist",
-            "all crop files exist",
-            "ExpectColumnValuesToBeInSet",
-            {"column": "crop_exists", "value_set": [True]},
-        )
-    )
+    images = set(frames["images"].columns) if "images" in frames else set()
+    specs: list[_Spec] = []
+    if "label" in images:
+        specs.append(_Spec("images", "manifest.label.in_classes", "labels", in_classes,
+                           "ExpectColumnValuesToBeInSet",
+                           {"column": "label", "value_set": classes}))  # fmt: skip
+    if "expression" in images:
+        taxonomy = {"column": "expression", "value_set": sorted(expressions)}
+        specs.append(_Spec("images", "manifest.expression.in_taxonomy", "labels",
+                           "in the taxonomy", "ExpectColumnValuesToBeInSet",
+                           taxonomy))  # fmt: skip
+    bounds = (("width", cfg.min_width, cfg.max_width), ("height", cfg.min_height, cfg.max_height))
+    for column, lo, hi in bounds:
+        if column in images:
+            specs.append(_Spec("images", f"manifest.{column}.in_bounds", "dimensions",
+                               f"[{lo}, {hi}] px", "ExpectColumnValuesToBeBetween",
+                               {"column": column, "min_value": lo, "max_value": hi}))  # fmt: skip
+    if "label" in frames["faces"].columns:
+        specs.append(_Spec("faces", "faces.label.in_classes", "labels", in_classes,
+                           "ExpectColumnValuesToBeInSet",
+                           {"column": "label", "value_set": classes}))  # fmt: skip
+    specs.append(_Spec("faces", "faces.crop_exists", "crops_exist", "all crop files exist",
+                       "ExpectColumnValuesToBeInSet",
+                       {"column": "crop_exists", "value_set": [True]}))  # fmt: skip
+    return specs
 
+
+def _rate_specs(rates: dict[str, float], cfg: ValidateConfig) -> list[_Spec]:
+    """Rejected, no-face and multi-face rates, and class fractions, within their limits."""
     limits = [
         ("rejected_rate", "rejected_rate", None, cfg.max_rejected_rate),
         ("no_face_rate", "no_face_rate", None, cfg.max_no_face_rate),
@@ -272,20 +234,14 @@ def _specs(
         (f"fraction_{c}", "class_balance", cfg.min_class_fraction, cfg.max_class_fraction)
         for c in CLASSES
     ]
+    specs: list[_Spec] = []
     for column, check, lo, hi in limits:
         if column not in rates:
             continue  # its inputs lack a column; that failure is reported under "columns"
         bound = f"≤ {hi:g}" if lo is None else f"[{lo:g}, {hi:g}]"
-        specs.append(
-            _Spec(
-                "rates",
-                f"rates.{column}",
-                check,
-                bound,
-                "ExpectColumnMaxToBeBetween",
-                {"column": column, "min_value": lo, "max_value": hi},
-            )
-        )
+        specs.append(_Spec("rates", f"rates.{column}", check, bound,
+                           "ExpectColumnMaxToBeBetween",
+                           {"column": column, "min_value": lo, "max_value": hi}))  # fmt: skip
     return specs
 
 
