@@ -18,6 +18,7 @@ from typing import Any
 from fer import disable_telemetry
 from fer.errors import FerError
 
+AUDIT_ENV = "FER_PARAMS_AUDIT"  # fer.config.AUDIT_ENV (not imported: `fer --help` stays instant)
 TIMINGS_ENV = "FER_TIMINGS"
 """Set to a file path to append each command's wall time (process start to exit) as a JSON line:
 how benchmarks/bench_orchestration.py separates stage time from orchestration time."""
@@ -76,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--show", action="store_true", help="show videos and the camera live in a window"
     )
+    p.add_argument(
+        "--detect-with", choices=["model", "params"], default="model",
+        help="detector settings: the model's own (default, as when served) or params.yaml's",
+    )  # fmt: skip
     p.add_argument("--model", help="model dir, MLflow model URI (default: predict.model)")
     p.add_argument(
         "--out", type=Path, help="folder for annotated output (default: predict.out_dir)"
@@ -108,8 +113,12 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "split": ("fer.stages.split", "run", ()),
     "train": ("fer.stages.train", "run", ("model", "resume", "fresh")),
     "evaluate": ("fer.stages.evaluate", "run", ("model",)),
-    "predict": ("fer.stages.predict", "run", ("paths", "model", "out", "json", "camera", "show")),
-    "pipeline": ("flows.launcher", "run", ("models", "force")),
+    "predict": (
+        "fer.stages.predict",
+        "run",
+        ("paths", "model", "out", "json", "camera", "show", "detect_with"),
+    ),
+    "pipeline": ("flows.launcher", "run", ("models", "force", "params")),
     "serve": ("flows.serve", "run", ("cron",)),
     "ui": ("fer.ui", "run", ("host", "mlflow_port", "prefect_port")),
 }
@@ -121,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     disable_telemetry()
     if os.environ.get(TIMINGS_ENV):
         atexit.register(_record_timing, os.environ[TIMINGS_ENV], list(argv or sys.argv[1:]))
+    if os.environ.get(AUDIT_ENV):
+        from fer.config import audit_params
+
+        atexit.register(_record_params, os.environ[AUDIT_ENV], list(argv or sys.argv[1:]),
+                        audit_params())  # fmt: skip
     try:
         from fer.config import DEFAULT_PARAMS, load_config
 
@@ -135,6 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fer {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _record_params(path: str, argv: list[str], audit: Any) -> None:
+    """Append ``{"argv", "read"}``: the params keys this command read (fer.config.AUDIT_ENV)."""
+    import json
+
+    line = json.dumps({"argv": argv, "read": sorted(audit.read)})
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
 
 
 def _record_timing(path: str, argv: list[str]) -> None:

@@ -21,10 +21,80 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Workers = Annotated[int, Field(ge=0, description="0 means one per CPU core")]
 
 
+AUDIT_ENV = "FER_PARAMS_AUDIT"
+"""Set to a file path to append, per ``fer`` command, the params keys it read (a JSON line):
+how tests/test_pipeline_truth.py checks that dvc.yaml declares every key a stage reads."""
+
+
+class _ParamsAudit:
+    """Which params keys a process read: sections register their dotted path at load time."""
+
+    def __init__(self) -> None:
+        self.paths: dict[int, str] = {}
+        self.keep: list[BaseModel] = []  # ids stay valid while the sections live
+        self.read: set[str] = set()
+
+    def register(self, section: BaseModel, path: str) -> None:
+        self.paths[id(section)] = path
+        self.keep.append(section)
+        for name in type(section).model_fields:
+            value = object.__getattribute__(section, name)
+            if isinstance(value, BaseModel):
+                self.register(value, f"{path}.{_key(section, name)}".lstrip("."))
+
+    def note(self, section: BaseModel, name: str) -> None:
+        path = self.paths.get(id(section))
+        if path is not None:
+            self.read.add(f"{path}.{_key(section, name)}".lstrip("."))
+
+
+def _key(section: BaseModel, name: str) -> str:
+    """The params.yaml key of a field (``validate`` for the field ``validate_``)."""
+    return type(section).model_fields[name].alias or name
+
+
+_AUDIT: _ParamsAudit | None = None
+
+
+def audit_params() -> _ParamsAudit:
+    """Start recording the params keys this process reads (see :data:`AUDIT_ENV`)."""
+    global _AUDIT
+    _AUDIT = _AUDIT or _ParamsAudit()
+    return _AUDIT
+
+
 class Section(BaseModel):
     """Base for every config section: frozen, strict about keys."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if (
+            _AUDIT is not None
+            and not isinstance(value, BaseModel)
+            and name in type(self).model_fields
+        ):
+            _AUDIT.note(self, name)
+        return value
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """As pydantic's; under a params audit, every dumped key counts as read."""
+        if _AUDIT is not None:
+            exclude = kwargs.get("exclude") or ()
+            for name in type(self).model_fields:
+                if name not in exclude:
+                    _note_all(self, name)
+        return super().model_dump(**kwargs)
+
+
+def _note_all(section: BaseModel, name: str) -> None:
+    value = object.__getattribute__(section, name)
+    if isinstance(value, BaseModel):
+        for sub in type(value).model_fields:
+            _note_all(value, sub)
+    elif _AUDIT is not None:
+        _AUDIT.note(section, name)
 
 
 class SampleConfig(Section):
@@ -92,10 +162,15 @@ class CropConfig(Section):
     color: Literal["rgb", "gray"] = "rgb"
 
 
-class DetectConfig(Section):
-    """`fer detect`: face localization."""
+class DetectorSettings(Section):
+    """What a detector finds: its backend, model file, thresholds and resizing.
 
-    backend: str = "ssd"
+    The one object behind ``fer detect``, ``fer predict`` and the MLflow pyfunc: a trained
+    model stores the settings it was trained with, and both ``fer predict`` and the pyfunc
+    detect with those (README: which settings win).
+    """
+
+    backend: Literal["ssd", "haar", "yunet"] = "ssd"
     model_path: Path | None = None
     min_confidence: Fraction = 0.5
     min_face_px: Annotated[int, Field(ge=1)] = 20
@@ -103,6 +178,16 @@ class DetectConfig(Section):
     nms_iou: Fraction = 0.3
     upscale_below: Annotated[int, Field(ge=0)] = 160
     max_side: Annotated[int, Field(ge=64)] = 1280
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> DetectorSettings:
+        """Settings saved with a model (keys of older versions that are not settings ignored)."""
+        return cls(**{k: v for k, v in stored.items() if k in cls.model_fields})
+
+
+class DetectConfig(DetectorSettings):
+    """`fer detect`: face localization (the detector settings, plus how the stage runs)."""
+
     workers: Workers = 0
     executor: Literal["local", "dask"] = "local"
     dask_address: str | None = None
@@ -114,6 +199,10 @@ class DetectConfig(Section):
     metrics: Path = Path("metrics/detect.json")
     iou_threshold: Fraction = 0.5
     crop: CropConfig = CropConfig()
+
+    def detector(self) -> DetectorSettings:
+        """The detector settings alone (what a model carries; the detection cache key)."""
+        return DetectorSettings(**{k: getattr(self, k) for k in DetectorSettings.model_fields})
 
 
 class ExpectationLevels(Section):
@@ -281,7 +370,10 @@ class Config(Section):
 
     def model_spec(self, name: str) -> ModelSpec:
         """Options of one architecture; defaults when the `models:` section omits it."""
-        return self.models.get(name, ModelSpec())
+        if _AUDIT is not None:
+            _AUDIT.read.add(f"models.{name}")
+        models = object.__getattribute__(self, "models")  # one entry is read, not the section
+        return models.get(name, ModelSpec())
 
 
 def load_config(path: str | Path = DEFAULT_PARAMS) -> Config:
@@ -313,9 +405,12 @@ def load_config(path: str | Path = DEFAULT_PARAMS) -> Config:
 def config_from_dict(raw: dict[str, Any], source: str = "params") -> Config:
     """Validate a params mapping (e.g. a test's shrunk config)."""
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_first_error(exc)}") from None
+    if _AUDIT is not None:
+        _AUDIT.register(cfg, "")
+    return cfg
 
 
 def _first_error(exc: ValidationError) -> str:

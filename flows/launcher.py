@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fer.errors import FerError
+
 # Prefect's own settings for its temporary server (SubprocessASGIServer): no UI, ephemeral.
 _SERVER_ENV = {
     "PREFECT_UI_ENABLED": "0",
@@ -84,8 +86,28 @@ class TemporaryServer:
             self.proc = None
 
 
-def run(cfg: Any, *, models: list[str] | None = None, force: bool = False) -> None:
+PROJECT_PARAMS = Path("params.yaml")
+"""The params file DVC's stages read (flows.pipeline uses the same)."""
+
+
+def check_params_file(params: Path | None) -> None:
+    """``fer pipeline --params FILE``: only the project's params.yaml, which DVC's stages read.
+
+    Raises:
+        FerError: another file was named (running DVC stages would silently ignore it).
+    """
+    if params is not None and Path(params).resolve() != PROJECT_PARAMS.resolve():
+        raise FerError(
+            f"--params {params}: `fer pipeline` runs the DVC stages, which read "
+            f"{PROJECT_PARAMS} in the project root; edit that file (or pass overrides)"
+        )
+
+
+def run(
+    cfg: Any, *, models: list[str] | None = None, force: bool = False, params: Path | None = None
+) -> None:
     """Run the ``pipeline`` flow once (see :func:`flows.pipeline.run`)."""
+    check_params_file(params)  # before starting any server
     server = None if os.environ.get("PREFECT_API_URL") else _start_quietly()
     try:
         from prefect.settings import (

@@ -1,15 +1,19 @@
 """The ``pipeline`` Prefect flow: one task per DVC stage, run through ``dvc repro``.
 
-Prefect never bypasses DVC: each task asks DVC whether its stage is stale and, if so, runs
-``dvc repro --single-item <stage>``. So a flow run after ``dvc repro`` does no duplicate work,
-and ``dvc repro`` after a flow run finds everything up to date. Every stage run shows in the
-Prefect UI as a task run with its log, and a markdown artifact with its outcome and metrics.
+Prefect never bypasses DVC: the stages, their order and their metrics files come from
+``dvc.yaml`` (through DVC's own index), and each task runs ``dvc repro --single-item <stage>``,
+which skips a stage whose lock entry matches. So a flow run after ``dvc repro`` does no
+duplicate work, and ``dvc repro`` after a flow run finds everything up to date. Every stage
+run shows in the Prefect UI as a task run with its log, and a markdown artifact with its
+outcome and metrics. A failed data gate is told from a fault by the stage command's own exit
+code (1, :class:`fer.errors.GateError`) and is not retried.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,8 +27,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from fer.errors import FerError, GateError
 from fer.mappings import flatten
 
-DATA_STAGES = ("sample", "ingest", "detect", "validate", "split")
-PER_MODEL_STAGES = ("train", "evaluate")
+PROJECT_PARAMS = Path("params.yaml")
+"""The params file DVC's stages read (dvc.yaml names no other; see flows.launcher)."""
+_EXITED = re.compile(r"exited with (-?\d+)")
 
 
 class StageFailed(FerError):
@@ -57,26 +62,44 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _metrics_file(stage: str) -> Path | None:
-    """The metrics file a stage writes (see dvc.yaml), for the task's artifact."""
-    name, _, item = stage.partition("@")
-    if name == "detect":
-        return Path("metrics/detect.json")
-    if name == "validate":
-        return Path("metrics/validate.json")
-    if name == "evaluate":
-        return Path(f"metrics/{item}.json")
-    return None
+@dataclass(frozen=True)
+class Stage:
+    """One DVC stage as dvc.yaml defines it (``foreach`` items expanded: ``train@alexnet``)."""
+
+    name: str
+    metrics: tuple[str, ...]
+
+    @property
+    def item(self) -> str | None:
+        """The ``foreach`` item (a model name), or None for a plain stage."""
+        return self.name.partition("@")[2] or None
 
 
-def _read_metrics(stage: str) -> dict[str, Any]:
-    path = _metrics_file(stage)
-    if path is None or not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+def dvc_stages(root: str | Path = ".") -> list[Stage]:
+    """Every stage of the project's ``dvc.yaml`` in run order (upstream first, then file order)."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        stages = list(repo.index.stages)
+        position = {s: i for i, s in enumerate(stages)}
+        # DVC's graph points from a stage to the stages it depends on.
+        upstream_first = nx.reverse_view(repo.index.graph)
+        order = nx.lexicographical_topological_sort(upstream_first, key=lambda s: position[s])
+        return [
+            Stage(s.addressing, tuple(str(o.def_path) for o in s.outs if o.metric)) for s in order
+        ]
+
+
+def _read_metrics(stage: Stage) -> dict[str, Any]:
+    """The stage's metrics files, merged (one file per stage in this project)."""
+    out: dict[str, Any] = {}
+    for name in stage.metrics:
+        try:
+            out.update(json.loads(Path(name).read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -100,9 +123,10 @@ def _retry_unless_gate(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_gate)
-def run_stage(stage: str, force: bool = False) -> StageResult:
+def run_stage(info: Stage, force: bool = False) -> StageResult:
     """``dvc repro`` one stage (DVC skips it when up to date), streaming output to the log."""
     logger = get_run_logger()
+    stage = info.name
     start = time.perf_counter()
     # No separate `dvc status` first: `dvc repro` checks the lock itself and skips an unchanged
     # stage, so one DVC process per stage keeps the flow's overhead small.
@@ -126,14 +150,14 @@ def run_stage(stage: str, force: bool = False) -> StageResult:
             markdown=f"## `{stage}` failed (exit {code})\n\n```\n{output}\n```\n",
             description=f"{stage} failed",
         )
-        if stage == "validate" and "gate" in output.lower():
-            raise GateError(f"validate: the data gate failed; see the artifact\n{output}")
+        if command_exit_code(output) == GateError.exit_code:
+            raise GateError(f"{stage}: the data gate failed; see the artifact\n{output}")
         raise StageFailed(f"{stage}: `dvc repro` exited with {code}\n{output}")
     ran = any(line.startswith("Running stage") for line in lines)
     if not ran:
         logger.info("%s: up to date (DVC lock matches), skipped", stage)
     action = "ran" if ran else "up to date"
-    result = StageResult(stage, action, time.perf_counter() - start, _read_metrics(stage))
+    result = StageResult(stage, action, time.perf_counter() - start, _read_metrics(info))
     _publish(result, output if ran else "")
     return result
 
@@ -150,9 +174,20 @@ def _publish(result: StageResult, output: str) -> None:
     )
 
 
-def model_stages(models: list[str]) -> list[str]:
-    """``train@m`` then ``evaluate@m`` for each model, in that order."""
-    return [f"{stage}@{m}" for m in models for stage in PER_MODEL_STAGES]
+def command_exit_code(dvc_output: str) -> int | None:
+    """The failed stage command's own exit code, from DVC's ``exited with N`` line.
+
+    ``fer`` commands exit 1 only for a failed data gate (:class:`GateError`) and 2 for a user
+    error, so the code tells a verdict on the data from a fault.
+    """
+    codes = _EXITED.findall(dvc_output)
+    return int(codes[-1]) if codes else None
+
+
+def chosen_stages(stages: list[Stage], all_models: list[str], models: list[str]) -> list[Stage]:
+    """The stages to run: every stage, less the per-model ones of models not chosen."""
+    skip = set(all_models) - set(models)
+    return [s for s in stages if s.item not in skip]
 
 
 @flow(name="pipeline", log_prints=True)
@@ -160,23 +195,21 @@ def pipeline(
     models: list[str] | None = None,
     overrides: list[str] | None = None,
     force: bool = False,
-    params: str = "params.yaml",
 ) -> list[dict[str, Any]]:
-    """Run sample → ingest → detect → validate → split → train@m → evaluate@m via DVC.
+    """Run every stage of dvc.yaml (sample → … → evaluate@m) through DVC, in order.
 
     Args:
         models: models to train and evaluate (default: ``train.models`` in params).
         overrides: ``key=value`` params edits applied to params.yaml first, like
             ``dvc exp run -S`` (e.g. ``["train.lr=0.0005"]``).
         force: re-run every stage even when DVC finds it up to date.
-        params: the params file (DVC reads ``params.yaml`` in the project root).
     """
     from fer.config import load_config
     from fer.params_edit import apply_overrides
 
     if overrides:
-        apply_overrides(Path(params), overrides)
-    cfg = load_config(params)
+        apply_overrides(PROJECT_PARAMS, overrides)
+    cfg = load_config(PROJECT_PARAMS)
     chosen = list(models or cfg.train.models)
     unknown = sorted(set(chosen) - set(cfg.train.models))
     if unknown:
@@ -184,15 +217,12 @@ def pipeline(
             f"model {unknown[0]!r} is not in train.models {cfg.train.models} "
             "(dvc.yaml's train/evaluate stages loop over that list)"
         )
-    stages = [*DATA_STAGES, *model_stages(chosen)]
-    results = [
-        run_stage.with_options(name=stage, task_run_name=stage)(stage, force) for stage in stages
-    ]
-
+    stages = chosen_stages(dvc_stages(), cfg.train.models, chosen)
+    results = [run_stage.with_options(name=s.name, task_run_name=s.name)(s, force) for s in stages]
     comparison = [
-        {"model": m, **_scalars(_read_metrics(f"evaluate@{m}"))}
-        for m in chosen
-        if _read_metrics(f"evaluate@{m}")
+        {"model": s.item, **_scalars(metrics)}
+        for s in stages
+        if s.item and s.name.startswith("evaluate@") and (metrics := _read_metrics(s))
     ]
     if comparison:
         keep = ("model", "accuracy", "macro_f1", "true_label_accuracy")

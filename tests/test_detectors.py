@@ -147,10 +147,38 @@ def test_min_confidence_filters() -> None:
     assert all(f.score >= 1.0 for f in strict.detect(_astronaut()))
 
 
-def test_unknown_backend_lists_available() -> None:
-    with pytest.raises(ConfigError, match="available: haar, ssd, yunet"):
-        create_detector(DetectConfig(backend="mtcnn"))
-    assert available_backends() == ["haar", "ssd", "yunet"]
+def test_unknown_backend_is_refused_when_params_load() -> None:
+    """Checked at load time, in one line naming the key and the accepted names."""
+    import typing
+
+    from fer.config import DetectorSettings, config_from_dict
+
+    with pytest.raises(ConfigError, match=r"detect\.backend: .*'ssd', 'haar' or 'yunet'"):
+        config_from_dict({"taxonomy": {"positive": ["a"], "negative": ["b"], "neutral": ["c"]},
+                          "detect": {"backend": "mtcnn"}})  # fmt: skip
+    # The params schema and the registry of backend modules name the same backends.
+    allowed = typing.get_args(DetectorSettings.model_fields["backend"].annotation)
+    assert available_backends() == sorted(allowed) == ["haar", "ssd", "yunet"]
+
+
+def test_each_backend_declares_the_files_to_package(tmp_path: Path) -> None:
+    """What the pyfunc ships: rebuilt from copies of those files, the detector finds the same."""
+    import shutil
+
+    from fer.config import DetectorSettings
+    from fer.faces.detectors import packaged_files
+
+    for backend in ("ssd", "haar"):
+        settings = DetectorSettings(backend=backend)
+        files = packaged_files(settings)
+        assert files and all(f.is_file() for f in files)
+        copies = tmp_path / backend
+        copies.mkdir()
+        for f in files:
+            shutil.copy(f, copies / f.name)
+        moved = settings.model_copy(update={"model_path": copies / files[0].name})
+        original = create_detector(settings).detect(_astronaut())
+        assert create_detector(moved).detect(_astronaut()) == original and original
 
 
 def test_model_path_errors(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ def ran_stages(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("e2e") / "proj")
-    out = sh(project, DVC, "repro").stdout
+    audit = {"FER_PARAMS_AUDIT": str(project.parent / "params_read.jsonl")}
+    out = sh(project, DVC, "repro", extra_env=audit).stdout
     assert {"sample", "ingest", "detect", "validate", "split"} <= ran_stages(out)
     assert {"train@alexnet", "train@baseline", "evaluate@alexnet", "evaluate@baseline"} <= (
         ran_stages(out)
@@ -45,6 +46,25 @@ def test_fresh_clone_builds_every_output(built: Path) -> None:
     text = json.dumps(metrics)
     for key in ("accuracy", "macro_f1"):
         assert key in text
+
+
+def test_every_stage_declares_the_params_it_read(built: Path) -> None:
+    """Each `fer` command of the real `dvc repro` above recorded the params keys it read;
+    dvc.yaml must list each (or a section above it) for that stage."""
+    from tests.pipeline_truth import key_declared, stage_entries
+
+    entries = stage_entries(built)
+    by_cmd = {e["cmd"]: name for name, e in entries.items()}
+    lines = (built.parent / "params_read.jsonl").read_text().splitlines()
+    seen = set()
+    for line in lines:
+        record = json.loads(line)
+        stage = by_cmd["fer " + " ".join(record["argv"])]
+        seen.add(stage)
+        declared = entries[stage]["params"]
+        missing = [k for k in record["read"] if not key_declared(k, declared)]
+        assert not missing, f"stage {stage!r} read params dvc.yaml does not list: {missing}"
+    assert seen == set(entries)
 
 
 def test_second_repro_does_nothing(built: Path) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from fer.errors import ConfigError
 
 if TYPE_CHECKING:
-    from fer.config import DetectConfig
+    from fer.config import DetectorSettings
 
 # name -> module in fer.faces.backends exposing ``create(cfg)`` and ``fingerprint(cfg)``.
 _BACKENDS: dict[str, str] = {
@@ -80,7 +81,7 @@ def _backend_module(name: str):
     return importlib.import_module(_BACKENDS[name])
 
 
-def create_detector(cfg: DetectConfig) -> Detector:
+def create_detector(cfg: DetectorSettings) -> Detector:
     """Build the detector named by ``cfg.backend``.
 
     Raises:
@@ -90,7 +91,20 @@ def create_detector(cfg: DetectConfig) -> Detector:
     return _backend_module(cfg.backend).create(cfg)
 
 
-def settings_hash(cfg: DetectConfig) -> str:
+def packaged_files(cfg: DetectorSettings) -> list[Path]:
+    """The model files the detector of ``cfg`` loads, to ship with a model (MLflow pyfunc).
+
+    Each backend declares its own: the first file is what ``model_path`` names, the others lie
+    beside it, so ``cfg`` with ``model_path`` set to a copy of the first rebuilds the same
+    detector from the copies.
+
+    Raises:
+        ModelError: a file is missing.
+    """
+    return [Path(p) for p in _backend_module(cfg.backend).packaged_files(cfg)]
+
+
+def settings_hash(cfg: DetectorSettings) -> str:
     """A short hash of everything that changes detection results.
 
     Backend, its model file digest (plus the OpenCV version), thresholds, resize settings and
@@ -170,7 +184,7 @@ class ScaledDetector:
 
     name = "base"
 
-    def __init__(self, cfg: DetectConfig) -> None:
+    def __init__(self, cfg: DetectorSettings) -> None:
         self.min_confidence = cfg.min_confidence
         self.min_face_px = cfg.min_face_px
         self.max_aspect = cfg.max_aspect

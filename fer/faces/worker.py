@@ -15,7 +15,7 @@ from fer.faces.crops import crop_face, crop_name, kept_indices
 from fer.faces.detectors import Face
 
 if TYPE_CHECKING:
-    from fer.config import CropConfig, DetectConfig
+    from fer.config import CropConfig, DetectorSettings
     from fer.faces.detectors import Detector
 
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class WorkerSpec:
     """Everything a worker needs, picklable: detector settings, crop settings, limits."""
 
-    detect: DetectConfig
+    detect: DetectorSettings
     crop: CropConfig
     crops_dir: str
     max_pixels: int

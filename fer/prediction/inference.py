@@ -20,7 +20,7 @@ from fer.learning.preprocess import InputSpec, preprocess
 if TYPE_CHECKING:
     from torch import nn
 
-    from fer.config import CropConfig
+    from fer.config import CropConfig, DetectorSettings
     from fer.faces.detectors import Detector
 
 WEIGHTS = "model.pt"
@@ -142,6 +142,15 @@ class FaceClassifier:
         return base.model_copy(
             update={"size": self.input_spec.size, "color": self.input_spec.color}
         )
+
+    def detector_settings(self, default: DetectorSettings | None = None) -> DetectorSettings:
+        """The detector settings the model carries (``config.detect`` in ``model.pt``)."""
+        from fer.config import DetectorSettings
+
+        saved = self.meta.get("config", {}).get("detect")
+        if isinstance(saved, dict):
+            return DetectorSettings.from_stored(saved)
+        return default or DetectorSettings()
 
     def predict_proba(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(N, len(classes))`` for uint8 RGB crops ``(N, H, W, 3)``."""

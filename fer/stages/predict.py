@@ -49,6 +49,7 @@ def run(
     json: bool = False,
     camera: int | None = None,
     show: bool = False,
+    detect_with: str = "model",
 ) -> dict[str, Any]:
     """Predict on ``paths`` (and/or a camera); write annotated files and ``predictions.json``.
 
@@ -69,10 +70,12 @@ def run(
     log = sys.stderr if json else sys.stdout
     resolved = resolve_model(cfg, model)
     classifier, crop = load_classifier(resolved.path, cfg)
-    from fer.faces.detectors import create_detector
-
-    detector = create_detector(cfg.detect)
-    print(f"model: {resolved.source} ({resolved.path}, {classifier.arch})", file=sys.stderr)
+    detector = _detector(classifier, cfg, detect_with)
+    print(
+        f"model: {resolved.source} ({resolved.path}, {classifier.arch}); "
+        f"detector: {detector.name} (settings from the {detect_with})",
+        file=sys.stderr,
+    )
     video = VideoJob(out_dir, cfg, detector, classifier, crop, window)
     records = _predict_images(items, out_dir, cfg, detector, classifier, crop)
     for i, item in enumerate(items):
@@ -145,6 +148,16 @@ def _report(
         **summary,
         "seconds": round(time.perf_counter() - start, 3),
     }
+
+
+def _detector(classifier: FaceClassifier, cfg: Config, detect_with: str) -> Any:
+    """The model's own detector settings (as the served pyfunc uses), or params' ``detect``."""
+    from fer.faces.detectors import create_detector
+
+    params = cfg.detect.detector()
+    if detect_with == "params":
+        return create_detector(params)
+    return create_detector(classifier.detector_settings(default=params))
 
 
 def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, CropConfig]:

@@ -64,7 +64,7 @@ class TrainPaths:
 
 def model_config(cfg: Config, name: str) -> dict[str, Any]:
     """Everything that shapes the model: stored in model.pt and compared on resume."""
-    detect = cfg.detect.model_dump(mode="json", exclude={"crop"})
+    detect = cfg.detect.detector().model_dump(mode="json")
     return {
         "train": cfg.train.model_dump(mode="json", exclude={"model", "models"}),
         "model": cfg.model_spec(name).model_dump(mode="json"),
@@ -374,9 +374,7 @@ def _register(mrun: RunLogger, cfg: Config, paths: TrainPaths, result: FitResult
     mrun.log_artifact(paths.history)
     for extra in ("summary.json", "report.html"):
         mrun.log_artifact(Path(cfg.validate_.out_dir) / extra, artifact_path="validation")
-    uri = mrun.log_pyfunc(
-        **log_arguments(paths.out / "model.pt", detect_backend=cfg.detect.backend)
-    )
+    uri = mrun.log_pyfunc(**log_arguments(paths.out / "model.pt", detector=cfg.detect.detector()))
     reg = tracking.register_if_better(
         cfg.tracking, model_uri=uri, run_id=mrun.run_id,
         metric="best_val_macro_f1", value=result.best_val_macro_f1,

@@ -47,6 +47,11 @@ def cascade_file(cfg: DetectConfig) -> Path:
     return path
 
 
+def packaged_files(cfg: DetectConfig) -> list[Path]:
+    """The cascade XML."""
+    return [cascade_file(cfg)]
+
+
 def fingerprint(cfg: DetectConfig) -> str:
     """Digest of the cascade file and OpenCV version (part of the cache key)."""
     import cv2

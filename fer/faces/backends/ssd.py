@@ -68,6 +68,12 @@ def model_files(cfg: DetectConfig) -> tuple[Path, Path]:
     return proto, model
 
 
+def packaged_files(cfg: DetectConfig) -> list[Path]:
+    """The caffemodel (what ``model_path`` names) and the prototxt beside it."""
+    proto, model = model_files(cfg)
+    return [model, proto]
+
+
 def fingerprint(cfg: DetectConfig) -> str:
     """Digest of the model files and OpenCV version (part of the cache key)."""
     import cv2

@@ -32,6 +32,11 @@ def model_file(cfg: DetectConfig) -> Path:
     return path
 
 
+def packaged_files(cfg: DetectConfig) -> list[Path]:
+    """The ONNX file."""
+    return [model_file(cfg)]
+
+
 def fingerprint(cfg: DetectConfig) -> str:
     """Digest of the ONNX file and OpenCV version (part of the cache key)."""
     import cv2
