@@ -48,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", parents=[common], help="convert a public dataset to a raw tree")
     p.add_argument("format", choices=["fer2013"], help="source format")
-    p.add_argument("csv", type=Path, help="FER2013-format CSV (emotion,pixels,Usage)")
+    p.add_argument(
+        "csv", type=Path, metavar="SOURCE",
+        help="FER2013 CSV (emotion,pixels,Usage) or image folders (<train|test>/<emotion>/*.jpg)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="raw tree to write")
 
     sub.add_parser("ingest", parents=[common], help="scan the raw tree into the manifest")

@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fer import CLASSES
 from fer.errors import ConfigError
@@ -133,7 +140,22 @@ class IngestConfig(Section):
     unknown_folders: Literal["error", "ignore"] = "error"
     max_pixels: Annotated[int, Field(ge=1)] = 89_478_485
     min_side: Annotated[int, Field(ge=1)] = 16
+    usage_pattern: str | None = None
     workers: Workers = 0
+
+    @field_validator("usage_pattern")
+    @classmethod
+    def _one_group(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            import re
+
+            try:
+                groups = re.compile(pattern).groups
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc})") from None
+            if groups != 1:
+                raise ValueError("needs exactly one (group), capturing the usage")
+        return pattern
 
 
 class ImportConfig(Section):
@@ -188,6 +210,7 @@ class DetectorSettings(Section):
 class DetectConfig(DetectorSettings):
     """`fer detect`: face localization (the detector settings, plus how the stage runs)."""
 
+    mode: Literal["detect", "precropped"] = "detect"
     workers: Workers = 0
     executor: Literal["local", "dask"] = "local"
     dask_address: str | None = None
@@ -245,9 +268,13 @@ class ValidateConfig(Section):
 
 
 class SplitConfig(Section):
-    """`fer split`: group-aware stratified train/val/test split."""
+    """`fer split`: group-aware stratified train/val/test split, or the dataset's own."""
 
     out: Path = Path("data/splits.parquet")
+    strategy: Literal["random", "given"] = "random"
+    given: dict[str, Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: {"training": "train", "publictest": "val", "privatetest": "test"}
+    )
     train: Fraction = 0.7
     val: Fraction = 0.15
     test: Fraction = 0.15

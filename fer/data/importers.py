@@ -1,15 +1,23 @@
 """Public dataset formats → raw-tree images (pure conversion; the stage writes the files).
 
-FER2013: a CSV of ``emotion,pixels,Usage`` rows; emotion 0..6 indexes
-:data:`FER2013_EMOTIONS`, pixels are 2304 space-separated 0..255 ints (48×48 grey).
+FER2013 comes in two layouts:
+
+- the original CSV of ``emotion,pixels,Usage`` rows; emotion 0..6 indexes
+  :data:`FER2013_EMOTIONS`, pixels are 2304 space-separated 0..255 ints (48×48 grey);
+- Kaggle's image folders, ``<train|test>/<emotion>/<Usage>_<n>.jpg`` (Usage one of
+  Training, PublicTest, PrivateTest).
+
+Both keep the Usage in the file name (``fer2013_<usage>_<row>.png`` / ``<Usage>_<n>.jpg``), which
+:data:`FER2013_USAGE_PATTERN` (``ingest.usage_pattern``) reads back into the manifest.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +34,9 @@ FER2013_EMOTIONS: tuple[str, ...] = (
     "neutral",
 )
 FER2013_SIZE = 48
+FER2013_USAGE_PATTERN = r"(?i)^(?:fer2013_)?(training|publictest|privatetest)_"
+"""``ingest.usage_pattern`` for both FER2013 layouts: the Usage in the file name."""
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
 
 class BadRow(ValueError):
@@ -108,6 +119,38 @@ def convert_fer2013_row(
         usage=slug,
         pixels=values.astype(np.uint8).reshape(FER2013_SIZE, FER2013_SIZE),
     )
+
+
+def fer2013_folder_files(src: Path, folders: tuple[str, ...]) -> Iterator[tuple[Path, str]]:
+    """``(image file, target path)`` for the Kaggle layout ``<split>/<emotion>/<file>``.
+
+    Targets are ``<expression folder>/<file name>`` (names are unique across the release);
+    files are copied as they are. Links and non-image files are skipped.
+
+    Raises:
+        InputError: ``src`` is not such a tree, or holds a folder that is not an emotion.
+    """
+    from fer.errors import InputError
+
+    split_dirs = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not split_dirs:
+        raise InputError(f"{src}: expected FER2013 image folders <train|test>/<emotion>/*.jpg")
+    for split_dir in split_dirs:
+        for emotion_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            emotion = emotion_dir.name.strip().lower()
+            if emotion not in FER2013_EMOTIONS:
+                raise InputError(
+                    f"{emotion_dir}: not a FER2013 emotion folder "
+                    f"(expected {', '.join(FER2013_EMOTIONS)})"
+                )
+            folder = folders[FER2013_EMOTIONS.index(emotion)]
+            for path in sorted(emotion_dir.iterdir()):
+                if (
+                    path.is_file()
+                    and not path.is_symlink()
+                    and (path.suffix.lower() in IMAGE_SUFFIXES)
+                ):
+                    yield path, f"{folder}/{path.name}"
 
 
 def png_bytes(grey: np.ndarray) -> bytes:

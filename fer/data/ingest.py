@@ -30,6 +30,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "status",
     "reason",
     "duplicate_of",
+    "usage",
 )
 _INT_COLUMNS = ("bytes", "width", "height")
 
@@ -280,6 +281,20 @@ def to_frame(rows: list[dict[str, Any]]) -> Any:
         for col in MANIFEST_COLUMNS
     }
     return pd.DataFrame(data)
+
+
+def add_usage(rows: list[dict[str, Any]], pattern: str | None) -> None:
+    """Set ``usage`` in place: the lower-cased group of ``pattern`` in the file name, or "".
+
+    A dataset's own split travels this way (FER2013's ``Training_…``/``PrivateTest_…`` names;
+    ``split.strategy: given`` maps the values to train/val/test).
+    """
+    import re
+
+    regex = re.compile(pattern) if pattern else None
+    for row in rows:
+        match = regex.search(row["path"].rsplit("/", 1)[-1]) if regex else None
+        row["usage"] = match.group(1).lower() if match else ""
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ as it completes (order is not preserved).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -42,7 +43,7 @@ def run_batches(
     if executor != "local":
         yield from _executor(executor)(spec, batches, n, dask_address)
     elif n == 1:
-        local = WorkerSpec(spec.detect, spec.crop, spec.crops_dir, spec.max_pixels, cv_threads=0)
+        local = dataclasses.replace(spec, cv_threads=0)
         for batch in batches:
             yield process_batch(local, batch)
     else:

@@ -28,6 +28,7 @@ class WorkerSpec:
     crops_dir: str
     max_pixels: int
     cv_threads: int = 1  # 1 in pool workers (one process per core); 0 = OpenCV's default
+    needs_detector: bool = True  # False when every task only writes crops (precropped, cached)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,12 @@ def _detector(spec: WorkerSpec) -> Detector:
 
 def init_worker(spec: WorkerSpec) -> None:
     """Process-pool initializer: one OpenCV thread per process, model loaded up front."""
-    _detector(spec)
+    import cv2
+
+    if spec.cv_threads:
+        cv2.setNumThreads(spec.cv_threads)
+    if spec.needs_detector:
+        _detector(spec)
 
 
 def write_crops(image_rgb: Any, image_id: str, faces: list[Face], spec: WorkerSpec) -> int:
@@ -102,7 +108,6 @@ def process_batch(spec: WorkerSpec, tasks: list[Task]) -> list[Result]:
     """Decode, detect (unless cached) and crop each task; never raises for one bad image."""
     from fer.data.images import DecodeError, load_rgb
 
-    detector = _detector(spec)
     out: list[Result] = []
     for task in tasks:
         result = Result(task.image_id)
@@ -121,7 +126,7 @@ def process_batch(spec: WorkerSpec, tasks: list[Task]) -> list[Result]:
         if task.faces is None:
             result.detected = True
             try:
-                result.faces = detector.detect(image)
+                result.faces = _detector(spec).detect(image)  # built once per process
             except Exception as exc:
                 result.error, result.cacheable = f"{type(exc).__name__}: {exc}", False
                 out.append(result)

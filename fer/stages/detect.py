@@ -32,12 +32,14 @@ from fer.progress import bar
 if TYPE_CHECKING:
     import pandas as pd
 
-    from fer.config import Config, DetectConfig
+    from fer.config import Config, CropConfig, DetectConfig
 
 SETTINGS_FILE = ".settings.json"
 OUTSIDE = "path_outside_raw_dir:"
 """Error of a manifest row whose path resolves outside ``ingest.raw_dir`` (never opened)."""
 MANIFEST_COLUMNS = ("id", "path", "expression", "label", "status")
+PRECROPPED_HASH = "precropped-1"
+"""Detection settings hash in ``detect.mode: precropped`` (no detector runs)."""
 _SUBDIR = re.compile(r"[0-9a-f]{2}")
 _CROP = re.compile(r"[0-9a-f]{16}_\d+\.png")
 _TEMP = re.compile(r"\.[0-9a-f]{16}_\d+\.png\.tmp\..*")
@@ -57,14 +59,16 @@ def run(cfg: Config) -> dict[str, Any]:
     dcfg = cfg.detect
     start = time.perf_counter()
     images = _ok_rows(Path(cfg.ingest.manifest))
-    det_hash = settings_hash(dcfg)  # raises ModelError before any work
+    precropped = dcfg.mode == "precropped"
+    det_hash = PRECROPPED_HASH if precropped else settings_hash(dcfg)  # ModelError before work
     crops_dir = Path(dcfg.crops_dir)
     _sync_crops_settings(crops_dir, crop_settings_hash(dcfg.crop, det_hash), det_hash)
     # Exact duplicates (same id) share one detection and one crop file: first path wins.
     unique = images.drop_duplicates("id", keep="first")
     with DetectionCache(dcfg.cache_dir, det_hash) as cache:
         results, tasks = _plan(unique, cache, Path(cfg.ingest.raw_dir), dcfg)
-        cache_hits = sum(1 for r in results.values() if not r.error.startswith(OUTSIDE))
+        hits = (r for r in results.values() if not r.error.startswith(OUTSIDE))
+        cache_hits = 0 if precropped else sum(1 for _ in hits)
         workers = _workers(dcfg, len(tasks))
         counts = _detect(cfg, tasks, results, cache, workers)
     detections, faces = _tables(images, results, dcfg)
@@ -95,18 +99,25 @@ def _plan(
 ) -> tuple[dict[str, Result], list[Task]]:
     """Cached results, and the tasks left: detection for new images, crops for missing files.
 
-    A manifest path that resolves outside ``raw_dir`` is recorded as an error, never opened.
+    In ``precropped`` mode every image is one face (:func:`whole_image_face`) and only crops
+    are written. A manifest path that resolves outside ``raw_dir`` is recorded as an error,
+    never opened.
     """
     crops_dir = Path(dcfg.crops_dir)
     results: dict[str, Result] = {}
     tasks: list[Task] = []
-    cached = cache.get_many(unique["id"])
-    for image_id, rel in zip(unique["id"], unique["path"], strict=True):
-        path = contained(raw_dir, rel)
+    precropped = dcfg.mode == "precropped"
+    cached = {} if precropped else cache.get_many(unique["id"])
+    for row in unique.itertuples(index=False):
+        image_id = row.id
+        path = contained(raw_dir, row.path)
         if path is None:
             results[image_id] = Result(image_id, error=f"{OUTSIDE} {raw_dir}", cacheable=False)
             continue
-        hit = cached.get(image_id)
+        if precropped:  # the image is the face: no detector, no cache
+            hit = ([whole_image_face(row.width, row.height, dcfg.crop)], "")
+        else:
+            hit = cached.get(image_id)
         if hit is None:
             tasks.append(Task(image_id, str(path)))
             continue
@@ -149,11 +160,12 @@ def _detect(
 ) -> dict[str, int]:
     """Run the tasks; fills ``results`` and the cache; returns detected and written counts."""
     dcfg = cfg.detect
-    if any(t.faces is None for t in tasks):
+    needs_detector = any(t.faces is None for t in tasks)
+    if needs_detector:
         create_detector(dcfg)  # fail fast (ModelError) in this process, not per image
     crops_dir = str(Path(dcfg.crops_dir).resolve())
     spec = WorkerSpec(detect=dcfg.detector(), crop=dcfg.crop, crops_dir=crops_dir,
-                      max_pixels=cfg.ingest.max_pixels)  # fmt: skip
+                      max_pixels=cfg.ingest.max_pixels, needs_detector=needs_detector)  # fmt: skip
     size = _batch_size(dcfg, len(tasks), workers)
     detected = crops_written = 0
     with bar(total=len(tasks), desc="detect", unit="img") as progress:
@@ -179,8 +191,23 @@ def _ok_rows(manifest: Path) -> pd.DataFrame:
     """The manifest's ``ok`` rows, sorted by path so outputs are deterministic."""
 
     df = read_table(manifest, producer="fer ingest", columns=MANIFEST_COLUMNS)
-    ok = df[(df["status"] == "ok") & (df["id"].astype(str) != "")]
+    ok = df[(df["status"] == "ok") & (df["id"].astype(str) != "")].copy()
+    for column, empty in (("usage", ""), ("width", 0), ("height", 0)):
+        if column not in ok.columns:  # manifests of older versions
+            ok[column] = empty
     return ok.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def whole_image_face(width: int, height: int, crop: CropConfig) -> Face:
+    """For a pre-cropped face image: the box whose crop window is the whole image.
+
+    The window is the box grown by ``crop.margin`` on every side, so the box is the image
+    shrunk by that margin; the crop is then exactly the image, resized, and the same margin
+    frames a detector's box like the dataset's crops at prediction time.
+    """
+    scale = 1 + 2 * crop.margin
+    w, h = max(1, round(width / scale)), max(1, round(height / scale))
+    return Face(round((width - w) / 2), round((height - h) / 2), w, h, 1.0)
 
 
 def _batches(tasks: list[Task], size: int) -> Iterator[list[Task]]:
@@ -255,6 +282,7 @@ def _tables(
             "path": row.path,
             "expression": row.expression,
             "label": row.label,
+            "usage": row.usage,
         }
         det_rows.append(
             {
@@ -282,8 +310,9 @@ def _tables(
                     "n_faces": len(faces),
                 }
             )
-    det_cols = ["image_id", "path", "expression", "label", "n_faces", "n_crops", "status"]
-    face_cols = ["face_id", "image_id", "path", "expression", "label", "face_index"]
+    det_cols = ["image_id", "path", "expression", "label", "usage", "n_faces", "n_crops"]
+    det_cols += ["status"]
+    face_cols = ["face_id", "image_id", "path", "expression", "label", "usage", "face_index"]
     face_cols += ["x", "y", "w", "h", "score", "crop_path", "n_faces"]
     detections = pd.DataFrame(det_rows, columns=[*det_cols, "reason"])
     faces_df = pd.DataFrame(face_rows, columns=face_cols)
@@ -340,23 +369,14 @@ def _localization(
 
 
 def _log_mlflow(cfg: Config, metrics: dict[str, Any], det_hash: str) -> None:
-    """Log the localization scores through fer.tracking when that API exists and is enabled."""
+    """Log the localization scores as one MLflow run (through fer.tracking)."""
     if not cfg.tracking.enabled:
         return
-    try:
-        from fer.tracking import log_stage_run
-    except ImportError:
-        print("detect: fer.tracking.log_stage_run not available; MLflow logging skipped")
-        return
+    from fer.tracking import log_stage_run
+
     dcfg = cfg.detect
     params = {
-        "backend": dcfg.backend,
-        "min_confidence": dcfg.min_confidence,
-        "min_face_px": dcfg.min_face_px,
-        "max_aspect": dcfg.max_aspect,
-        "nms_iou": dcfg.nms_iou,
-        "upscale_below": dcfg.upscale_below,
-        "max_side": dcfg.max_side,
+        **dcfg.detector().model_dump(mode="json"),
         "crop_policy": dcfg.crop.policy,
         "settings_hash": det_hash,
     }

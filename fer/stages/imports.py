@@ -1,9 +1,11 @@
-"""`fer import fer2013 CSV --out DIR`: a FER2013-format CSV to a raw tree of 48×48 PNGs.
+"""`fer import fer2013 SOURCE --out DIR`: FER2013 (CSV or Kaggle image folders) to a raw tree.
 
-The CSV is streamed row by row, so the 35k-row original is fine; bad rows are reported with
+A CSV is streamed row by row, so the 35k-row original is fine; bad rows are reported with
 their row numbers and skipped, never fatal. Each PNG is written atomically, and names are
 deterministic (``<expression>/fer2013_<usage>_<row:06d>.png``), so a re-run overwrites rather
-than duplicates.
+than duplicates. The image-folder layout (``<train|test>/<emotion>/<Usage>_<n>.jpg``) is copied
+file by file, bytes unchanged. Both keep the Usage in the names; the summary prints the params
+that read it back (``ingest.usage_pattern``) and follow it (``split.strategy: given``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fer.data.importers import BadRow, convert_fer2013_row, fer2013_folders, png_bytes
+from fer.data.importers import (
+    FER2013_USAGE_PATTERN,
+    BadRow,
+    convert_fer2013_row,
+    fer2013_folder_files,
+    fer2013_folders,
+    png_bytes,
+)
 from fer.errors import InputError
 from fer.io import write_bytes
 from fer.labels import Taxonomy
@@ -26,7 +35,8 @@ MAX_SHOWN_BAD_ROWS = 20
 
 
 def run(cfg: Config, *, format: str, csv: Path, out: Path) -> dict[str, Any]:
-    """Convert ``csv`` (format ``fer2013``) into ``out/<expression>/*.png``; print a summary.
+    """Convert ``csv`` (format ``fer2013``: a CSV file or the image-folder tree) into
+    ``out/<expression>/*``; print a summary.
 
     Returns:
         ``{"out", "written", "unchanged", "by_expression", "by_usage", "bad_rows"}`` with
@@ -39,7 +49,42 @@ def run(cfg: Config, *, format: str, csv: Path, out: Path) -> dict[str, Any]:
     if format != "fer2013":
         raise InputError(f"unknown import format {format!r} (supported: fer2013)")
     folders = fer2013_folders(cfg.import_.fer2013, Taxonomy(cfg.taxonomy))
-    return _import_fer2013(Path(csv), Path(out), folders)
+    if Path(csv).is_dir():
+        summary = _import_fer2013_folders(Path(csv), Path(out), folders)
+    else:
+        summary = _import_fer2013(Path(csv), Path(out), folders)
+    _print_summary(Path(csv), summary)
+    return summary
+
+
+def _import_fer2013_folders(src: Path, out: Path, folders: tuple[str, ...]) -> dict[str, Any]:
+    """Copy the Kaggle image folders' files into ``out/<expression>/`` (bytes unchanged)."""
+    import re
+
+    usage_of = re.compile(FER2013_USAGE_PATTERN)
+    written: Counter[str] = Counter()
+    usages: Counter[str] = Counter()
+    unchanged = 0
+    files = list(fer2013_folder_files(src, folders))
+    if not files:
+        raise InputError(f"{src}: no images in <train|test>/<emotion>/")
+    for path, rel in bar(files, unit="img", desc="import fer2013"):
+        data, target = path.read_bytes(), out / rel
+        if _same_content(target, data):
+            unchanged += 1
+        else:
+            write_bytes(target, data)
+        written[rel.split("/", 1)[0]] += 1
+        match = usage_of.search(path.name)
+        usages[match.group(1).lower() if match else "unknown"] += 1
+    return {
+        "out": str(out),
+        "written": sum(written.values()),
+        "unchanged": unchanged,
+        "by_expression": dict(sorted(written.items())),
+        "by_usage": dict(sorted(usages.items())),
+        "bad_rows": [],
+    }
 
 
 def _import_fer2013(path: Path, out: Path, folders: tuple[str, ...]) -> dict[str, Any]:
@@ -95,7 +140,6 @@ def _import_fer2013(path: Path, out: Path, folders: tuple[str, ...]) -> dict[str
         "by_usage": dict(sorted(usages.items())),
         "bad_rows": bad,
     }
-    _print_summary(path, summary)
     return summary
 
 
@@ -115,6 +159,13 @@ def _print_summary(path: Path, s: dict[str, Any]) -> None:
     )
     print(f"  by expression: {per or '-'}")
     print(f"  by usage:      {use or '-'}")
+    print(
+        "  to train on it with the dataset's own split, set in params.yaml:\n"
+        f"    ingest: {{raw_dir: {s['out']}, usage_pattern: '{FER2013_USAGE_PATTERN}'}}\n"
+        "    detect: {mode: precropped}\n"
+        "    split:  {strategy: given}   # training → train, publictest → val, "
+        "privatetest → test"
+    )
     bad = s["bad_rows"]
     print(f"  bad rows skipped: {len(bad)}")
     for row, reason in bad[:MAX_SHOWN_BAD_ROWS]:

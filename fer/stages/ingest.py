@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fer.data.images import preload
 from fer.data.ingest import (
     Entry,
+    add_usage,
     inspect_chunk,
     mark_duplicates,
     scan_tree,
@@ -70,6 +71,7 @@ def run(cfg: Config) -> dict[str, Any]:
         )
     rows = list(_inspect_all(scan.entries, icfg.max_pixels, icfg.min_side, _workers(icfg.workers)))
     mark_duplicates(rows)
+    add_usage(rows, icfg.usage_pattern)
     write_parquet(to_frame(rows), icfg.manifest)
     seconds = time.perf_counter() - start
     summary = summarize(rows)
