@@ -261,6 +261,11 @@ class ValidateConfig(Section):
     seed: int = 0
     label_action: Literal["flag", "exclude", "relabel"] = "exclude"
     relabel_threshold: Fraction = 0.9
+    max_exclude_fraction: Fraction = 0.15
+    min_auditor_accuracy: Fraction = 0.6
+    max_auditor_ece: Fraction = 0.15
+    teacher: Literal["none", "minixception", "faceexpr"] = "none"
+    teacher_weight: Fraction = 0.5
     near_duplicate_distance: Annotated[int, Field(ge=0, le=64)] = 4
     near_duplicate_rms: Annotated[float, Field(ge=0, le=255)] = 8.0
     restore_list: Path | None = Path("quarantine_restore.txt")

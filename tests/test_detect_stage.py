@@ -145,7 +145,8 @@ def test_outputs_follow_the_contract(project: Path, count_detect: list[int]) -> 
     faces = pd.read_parquet(project / "faces.parquet")
 
     assert list(det.columns) == [
-        "image_id", "path", "expression", "label", "usage", "n_faces", "n_crops", "status", "reason",
+        "image_id", "path", "expression", "label", "usage", "n_faces", "n_crops", "status",
+        "reason",
     ]  # fmt: skip
     assert list(faces.columns) == [
         "face_id", "image_id", "path", "expression", "label", "usage", "face_index",

@@ -98,3 +98,33 @@ def test_kfold_is_deterministic_and_respects_groups() -> None:
     a = cv_model.out_of_fold_probs(images, labels, 3, settings, groups=groups)
     b = cv_model.out_of_fold_probs(images, labels, 3, settings, groups=groups)
     np.testing.assert_array_equal(a, b)
+
+
+def test_auditor_quality_and_trust() -> None:
+    from fer.validation.label_issues import auditor_quality, distrust_reason
+
+    labels = np.array([0, 0, 1, 1, 2, 2, 0, 0])
+    sharp = np.eye(3)[labels] * 0.9 + 0.1 / 3  # right and confident
+    good = auditor_quality(labels, sharp)
+    assert good["accuracy"] == 1.0 and good["majority"] == 0.5 and good["ece"] < 0.1
+    assert distrust_reason(good, min_accuracy=0.6, max_ece=0.15) == ""
+    flat = np.full((8, 3), 1 / 3)  # says nothing: argmax is class 0, the majority
+    weak = auditor_quality(labels, flat)
+    assert weak["accuracy"] == weak["majority"] == 0.5
+    assert "min_auditor_accuracy" in distrust_reason(weak, min_accuracy=0.5 + 1e-9, max_ece=1)
+    assert "most common label" in distrust_reason(weak, min_accuracy=0.0, max_ece=1)
+    overconfident = np.eye(3)[(labels + 1) % 3] * 0.98 + 0.01  # confidently wrong
+    bad = auditor_quality(labels, overconfident)
+    assert bad["ece"] > 0.9
+
+
+def test_cap_keeps_only_the_most_suspect() -> None:
+    from fer.validation.label_issues import cap_actions
+
+    actions = np.array(["exclude", "", "exclude", "relabel", "exclude"], dtype=object)
+    scores = np.array([0.9, 0.99, 0.5, 0.8, 0.7])
+    capped, n = cap_actions(actions, scores, max_count=2)
+    assert n == 2
+    assert list(capped) == ["exclude", "", "flag", "relabel", "flag"]
+    same, none = cap_actions(actions, scores, max_count=10)
+    assert none == 0 and list(same) == list(actions)

@@ -278,8 +278,17 @@ def test_duplicates_and_label_issues(passed) -> None:
         "suggested_label",
         "score",
         "action",
+        "p_positive",
+        "p_negative",
+        "p_neutral",
     ]
+    probs = issues[["p_positive", "p_negative", "p_neutral"]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=2e-3)
     assert (issues["action"] == "exclude").all()
+    metrics = json.loads((root / "metrics/validate.json").read_text())
+    auditor = metrics["auditor"]
+    assert auditor["trusted"] is True and auditor["accuracy"] > auditor["majority"]
+    assert 0.0 <= auditor["ece"] <= 1.0 and auditor["flagged"] == len(issues)
     assert issues["score"].is_monotonic_decreasing
     found = set(issues["path"])
     flipped = made["flipped_paths"]
@@ -340,6 +349,38 @@ def test_restore_list_and_mlflow_run(tmp_path, monkeypatch, capsys):
     run = runs[runs["tags.stage"] == "validate"].iloc[0]
     assert run["metrics.gate_passed"] == 1 and run["metrics.quarantined"] == len(q)
     assert run["params.folds"] == "2"
+
+
+def test_weak_auditor_only_flags_and_the_cap_limits_exclusions(tmp_path, monkeypatch, capsys):
+    """On real data a weak auditor must not throw data away; nor may a strong one drop more
+    than max_exclude_fraction. Both say so in the summary and in metrics."""
+    made = build_project(tmp_path, n_faces=60, folds=2)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+
+    params["validate"].update(min_auditor_accuracy=0.999)  # no auditor reaches this
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out
+    issues = pd.read_csv(tmp_path / "data/validation/label_issues.csv", keep_default_na=False)
+    auditor = json.loads((tmp_path / "metrics/validate.json").read_text())["auditor"]
+    assert len(issues) and set(issues["action"]) == {"flag"}
+    assert auditor["trusted"] is False and auditor["action"] == "flag"
+    assert "only flagged, not excluded: auditor accuracy" in out
+
+    params["validate"].update(min_auditor_accuracy=0.0, max_exclude_fraction=0.02)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out
+    issues = pd.read_csv(tmp_path / "data/validation/label_issues.csv", keep_default_na=False)
+    auditor = json.loads((tmp_path / "metrics/validate.json").read_text())["auditor"]
+    limit = int(0.02 * auditor["n"])
+    assert (issues["action"] == "exclude").sum() == auditor["acted_on"] == limit
+    assert auditor["capped"] == len(issues) - limit > 0
+    assert "max_exclude_fraction 0.02 reached" in out
+    kept = issues[issues["action"] == "exclude"]["score"].min()
+    assert (issues[issues["action"] == "flag"]["score"] <= kept).all()  # the most suspect go
+    assert len(made["flipped_paths"]) > limit
 
 
 def test_missing_input_is_a_one_line_error(tmp_path, monkeypatch, capsys) -> None:

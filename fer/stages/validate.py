@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from fer.config import Config
     from fer.validation.duplicates import Fingerprint
 
-ISSUE_COLUMNS = ["face_id", "path", "given_label", "suggested_label", "score", "action"]
+ISSUE_COLUMNS = [
+    "face_id", "path", "given_label", "suggested_label", "score", "action",
+    *(f"p_{c}" for c in CLASSES),
+]  # fmt: skip
 DUPLICATE_COLUMNS = ["group", "path", "image_id", "kind"]
 
 
@@ -53,6 +56,7 @@ class Audit:
     restored: list[str] = field(default_factory=list)
     restore_unknown: list[str] = field(default_factory=list)
     truth_metrics: dict[str, Any] = field(default_factory=dict)
+    auditor: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def facts(self, label_action: str) -> dict[str, Any]:
@@ -157,7 +161,9 @@ def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
         audit.notes.append("duplicates and label issues were skipped because the gate failed")
         return audit
     audit.duplicates = _duplicates(cfg, data.manifest, faces, crop_prints, audit.notes)
-    audit.issues, scored = _label_issues(cfg, faces, crops, readable, q, audit.duplicates)
+    audit.issues, scored, audit.auditor = _label_issues(
+        cfg, faces, crops, readable, q, audit.duplicates, audit.notes
+    )
     audit.truth_metrics = _score_truth(cfg.truth, data.detections, faces, q, audit.issues, scored)
     return audit
 
@@ -180,6 +186,7 @@ def _metrics(results: list, data: Inputs, audit: Audit, *, seconds: float) -> di
         "label_issues": len(audit.issues),
         "duplicate_groups": int(audit.duplicates["group"].nunique()),
         "duplicate_images": len(audit.duplicates),
+        "auditor": audit.auditor,
         **audit.truth_metrics,
         "seconds": round(seconds, 2),
     }
@@ -338,18 +345,38 @@ def _label_issues(
     readable: np.ndarray,
     q: pd.DataFrame,
     dups: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """K-fold probabilities + confident learning over every usable face.
+    notes: list[str],
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Out-of-sample probabilities + confident learning over every usable face.
 
-    Returns the flagged faces (``label_issues.csv``) and every scored face with its flag.
+    Returns the flagged faces (``label_issues.csv``), every scored face with its flag, and the
+    auditor's report (its accuracy and calibration, and what was done about a weak auditor or
+    a hit cap). A weak auditor only flags; at most ``max_exclude_fraction`` of the faces are
+    dropped or relabelled.
     """
-    import pandas as pd
-
-    from fer.validation import cv_model
     from fer.validation import label_issues as li
 
     v = cfg.validate_
-    quarantined = set(q["path"])
+    scored = _usable_faces(faces, readable, set(q["path"]))
+    if len(scored) < 2 * v.folds or scored["label"].nunique() < 2:
+        scored["flagged"] = False
+        return _empty(ISSUE_COLUMNS), scored, {}
+    labels = np.array([CLASSES.index(c) for c in scored["label"]])
+    probs = _out_of_fold_probs(cfg, crops[scored["row"].to_numpy()], labels, scored, dups)
+    quality = li.auditor_quality(labels, probs)
+    flagged = li.find_label_issues(labels, probs)
+    actions, report = _decide_actions(v, labels, probs, flagged, quality, notes)
+    scored["flagged"] = flagged
+    issues = _issue_table(scored, labels, probs, actions)[flagged]
+    issues = issues.sort_values(["score", "face_id"], ascending=[False, True])
+    return issues.reset_index(drop=True), scored, report
+
+
+def _usable_faces(
+    faces: pd.DataFrame, readable: np.ndarray, quarantined: set[str]
+) -> pd.DataFrame:
+    """Faces the auditor scores: readable, not quarantined, with a known label (``row``: index
+    into ``faces``)."""
     usable = np.array(
         [
             (p not in quarantined) and ok and (lab in CLASSES)
@@ -357,43 +384,88 @@ def _label_issues(
         ],
         dtype=bool,
     )
-    scored = faces.loc[usable, ["face_id", "image_id", "path", "label"]].reset_index(drop=True)
-    if len(scored) < 2 * v.folds or scored["label"].nunique() < 2:
-        scored["flagged"] = False
-        return _empty(ISSUE_COLUMNS), scored
-    labels = np.array([CLASSES.index(c) for c in scored["label"]])
+    scored = faces.loc[usable, ["face_id", "image_id", "path", "label"]]
+    return scored.assign(row=np.flatnonzero(usable)).reset_index(drop=True)
+
+
+def _out_of_fold_probs(
+    cfg: Config, crops: np.ndarray, labels: np.ndarray, scored: pd.DataFrame, dups: pd.DataFrame
+) -> np.ndarray:
+    """K-fold small-CNN probabilities, each face predicted by a model that never saw it (nor
+    its duplicates)."""
+    from fer.validation import cv_model
+
+    v = cfg.validate_
     group_of = dict(zip(dups["path"], dups["group"], strict=False))
     groups = [group_of.get(p, i) for p, i in zip(scored["path"], scored["image_id"], strict=True)]
     settings = cv_model.CVSettings(
         folds=v.folds, epochs=v.cv_epochs, seed=v.seed, input_size=v.cv_input_size
     )
-    progress = bar(total=v.folds, desc="K-fold label check", unit="fold")
-    probs = cv_model.out_of_fold_probs(
-        crops[usable],
-        labels,
-        len(CLASSES),
-        settings,
-        groups=groups,
-        on_fold=lambda done, total: progress.update(1),
+    with bar(total=v.folds, desc="K-fold label check", unit="fold") as progress:
+        return cv_model.out_of_fold_probs(
+            crops, labels, len(CLASSES), settings, groups=groups,
+            on_fold=lambda done, total: progress.update(1),
+        )  # fmt: skip
+
+
+def _decide_actions(
+    v: Any,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    flagged: np.ndarray,
+    quality: dict[str, Any],
+    notes: list[str],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``label_action`` for the flagged faces, unless the auditor is too weak or the cap hit."""
+    from fer.validation import label_issues as li
+
+    distrust = li.distrust_reason(
+        quality, min_accuracy=v.min_auditor_accuracy, max_ece=v.max_auditor_ece
     )
-    progress.close()
-    flagged = li.find_label_issues(labels, probs)
+    action = "flag" if distrust else v.label_action
+    if distrust and v.label_action != "flag":
+        notes.append(f"label issues only flagged, not {v.label_action}d: {distrust}")
     suggested = probs.argmax(axis=1)
-    suggested_conf = probs[np.arange(len(probs)), suggested]
-    actions = li.decide_actions(flagged, suggested_conf, v.label_action, v.relabel_threshold)
-    scored["flagged"] = flagged
-    issues = pd.DataFrame(
+    confidence = probs[np.arange(len(probs)), suggested]
+    actions = li.decide_actions(flagged, confidence, action, v.relabel_threshold)
+    limit = int(v.max_exclude_fraction * len(labels))
+    actions, capped = li.cap_actions(actions, li.issue_scores(labels, probs), limit)
+    if capped:
+        notes.append(
+            f"validate.max_exclude_fraction {v.max_exclude_fraction:g} reached: {capped} more "
+            f"suspect face(s) only flagged (at most {limit} of {len(labels)} acted on)"
+        )
+    report = {
+        **quality,
+        "trusted": not distrust,
+        "action": action,
+        "flagged": int(flagged.sum()),
+        "flagged_fraction": round(float(flagged.mean()), 4),
+        "acted_on": int(np.isin(actions, ["exclude", "relabel"]).sum()),
+        "capped": capped,
+    }
+    return actions, report
+
+
+def _issue_table(
+    scored: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, actions: np.ndarray
+) -> pd.DataFrame:
+    """One row per scored face: the suggestion, its score, the action and the probabilities."""
+    import pandas as pd
+
+    from fer.validation import label_issues as li
+
+    return pd.DataFrame(
         {
             "face_id": scored["face_id"],
             "path": scored["path"],
             "given_label": scored["label"],
-            "suggested_label": [CLASSES[k] for k in suggested],
+            "suggested_label": [CLASSES[k] for k in probs.argmax(axis=1)],
             "score": np.round(li.issue_scores(labels, probs), 6),
             "action": actions,
+            **{f"p_{c}": np.round(probs[:, k], 4) for k, c in enumerate(CLASSES)},
         }
-    )[flagged]
-    issues = issues.sort_values(["score", "face_id"], ascending=[False, True])
-    return issues.reset_index(drop=True), scored
+    )
 
 
 def _score_truth(

@@ -158,6 +158,65 @@ def decide_actions(
     return out
 
 
+def auditor_quality(labels: np.ndarray, pred_probs: np.ndarray, bins: int = 10) -> dict:
+    """How far the auditor's out-of-sample probabilities can be trusted, against given labels.
+
+    ``accuracy`` (argmax vs the given label, which is itself noisy: a floor, not the truth),
+    ``majority`` (the accuracy of always answering the most common label), and ``ece``
+    (expected calibration error of the top probability over ``bins`` equal-width bins).
+    """
+    labels, pred_probs = _check(labels, pred_probs)
+    if len(labels) == 0:
+        return {"n": 0, "accuracy": 0.0, "majority": 0.0, "ece": 1.0}
+    top = pred_probs.max(axis=1)
+    hit = (pred_probs.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(top, edges[1:-1]), 0, bins - 1)
+    ece = sum(
+        abs(hit[which == b].mean() - top[which == b].mean()) * (which == b).mean()
+        for b in range(bins)
+        if (which == b).any()
+    )
+    return {
+        "n": len(labels),
+        "accuracy": round(float(hit.mean()), 4),
+        "majority": round(float(np.bincount(labels).max() / len(labels)), 4),
+        "ece": round(float(ece), 4),
+    }
+
+
+def distrust_reason(quality: dict, *, min_accuracy: float, max_ece: float) -> str:
+    """Why the auditor is too weak to drop data on its word ("" when it is trusted)."""
+    if quality["accuracy"] < min_accuracy:
+        return (
+            f"auditor accuracy {quality['accuracy']:.3f} < validate.min_auditor_accuracy "
+            f"{min_accuracy:g}"
+        )
+    if quality["accuracy"] <= quality["majority"]:
+        return (
+            f"auditor accuracy {quality['accuracy']:.3f} is no better than always answering "
+            f"the most common label ({quality['majority']:.3f})"
+        )
+    if quality["ece"] > max_ece:
+        ece = quality["ece"]
+        return f"auditor calibration error {ece:.3f} > validate.max_auditor_ece {max_ece:g}"
+    return ""
+
+
+def cap_actions(actions: np.ndarray, scores: np.ndarray, max_count: int) -> tuple[np.ndarray, int]:
+    """Keep at most ``max_count`` samples dropped or relabelled: those with the highest scores.
+
+    The others are only flagged. Returns the new actions and how many were downgraded.
+    """
+    out = np.asarray(actions, dtype=object).copy()
+    acting = np.flatnonzero(np.isin(out, ["exclude", "relabel"]))
+    if len(acting) <= max_count:
+        return out, 0
+    order = acting[np.argsort(-np.asarray(scores)[acting], kind="stable")]
+    out[order[max_count:]] = "flag"
+    return out, int(len(acting) - max_count)
+
+
 def precision_recall_f1(predicted: Sequence[bool], truth: Sequence[bool]) -> dict[str, float]:
     """Precision, recall and F1 of a boolean detection against truth (0 when undefined)."""
     p = np.asarray(predicted, dtype=bool)
