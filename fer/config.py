@@ -339,6 +339,7 @@ class PredictConfig(Section):
     """`fer predict`: images, folders and video."""
 
     model: str = "models:/fer-classifier@champion"
+    fallback: str | None = None
     out_dir: Path = Path("predictions")
     batch_size: Annotated[int, Field(ge=1)] = 64
     detect_every: Annotated[int, Field(ge=1)] = 1

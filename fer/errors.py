@@ -22,7 +22,12 @@ class ModelError(FerError):
 
 
 class TrackingError(FerError):
-    """The MLflow tracking server or store cannot be reached or used."""
+    """The MLflow tracking server or store cannot be reached or used (a damaged database).
+
+    Exit code 3: neither a user's params mistake (2) nor a failed data gate (1).
+    """
+
+    exit_code = 3
 
 
 class GateError(FerError):

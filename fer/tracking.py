@@ -54,9 +54,43 @@ def _absolute_sqlite(uri: str) -> str:
     return uri
 
 
+_CHECKED: set[str] = set()
+
+
+def check_store(uri: str) -> None:
+    """Fail in one line on a damaged local sqlite store, before mlflow touches it.
+
+    ``PRAGMA quick_check`` reads every page once (milliseconds for a project's store), so a
+    truncated, overwritten or zeroed database is caught at start instead of as ~80 lines of
+    SQLAlchemy traceback, or, worse, not at all while training keeps writing into it.
+
+    Raises:
+        TrackingError: the file is not a healthy sqlite database (exit code 3).
+    """
+    import sqlite3
+
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri in _CHECKED:
+        return
+    db = Path(uri[len(prefix) :])
+    if not db.is_file():
+        return  # mlflow creates a new store
+    fix = f"move it aside (mv {db} {db}.damaged) and re-run, or restore it from a backup"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise TrackingError(f"{db}: damaged MLflow database ({exc}); {fix}") from None
+    problems = [r[0] for r in rows if r[0] != "ok"]
+    if problems:
+        raise TrackingError(f"{db}: damaged MLflow database ({problems[0][:120]}); {fix}")
+    _CHECKED.add(uri)
+
+
 def _use_store(cfg: TrackingConfig) -> str:
-    """Point mlflow at the store in force and return its URI."""
+    """Point mlflow at the store in force (after checking a local one) and return its URI."""
     uri = tracking_uri(cfg)
+    check_store(uri)
     env = os.environ.get(ENV_URI)
     if not env or env in _SET_FROM_PARAMS:
         _SET_FROM_PARAMS.add(uri)  # mlflow is about to write it into the environment
@@ -82,6 +116,7 @@ def ensure_reachable(cfg: TrackingConfig, timeout_s: float = 3.0) -> None:
         return
     uri = tracking_uri(cfg)
     if not _is_http(uri):
+        check_store(uri)
         return
     url = uri.rstrip("/") + "/health"
     try:

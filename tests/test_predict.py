@@ -252,11 +252,13 @@ def test_resolve_bad_uri_names_it_and_creates_no_store(tmp_path: Path, monkeypat
     with pytest.raises(ModelError, match=r"models:/nope@champion.*does not exist"):
         resolve_model(cfg, "models:/nope@champion")
     assert not (tmp_path / "mlflow.db").exists()
-    # Default: the registry alias, then the local model; the error lists both.
+    # Default: the registry alias alone; a local model is never used in its place silently.
+    (tmp_path / "models" / "baseline").mkdir(parents=True)
+    (tmp_path / "models" / "baseline" / "model.pt").write_bytes(b"x")
     with pytest.raises(ModelError) as err:
         resolve_model(cfg, None)
-    assert "models:/fer-classifier@champion" in str(err.value)
-    assert str(tmp_path / "models" / "baseline" / "model.pt") in str(err.value)
+    assert "predict.model models:/fer-classifier@champion" in str(err.value)
+    assert "predict.fallback" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_predict_import_path_is_light(model_dir: Path, images: dict[str, Path], tmp_path) -> None:

@@ -1,10 +1,12 @@
 """Resolve `fer predict --model` to a local model folder holding ``model.pt``.
 
-Order: an explicit ``--model`` is used alone (a local folder or ``model.pt`` file, a logged
-MLflow model folder, an MLflow model URI, or an architecture name under ``train.out_dir``);
-without it, ``predict.model`` (default ``models:/fer-classifier@champion``) and then the locally
-trained ``<train.out_dir>/<train.model>``. Local paths never import mlflow, so predicting
-with a model folder starts fast. Every failure names each place that was looked at.
+An explicit ``--model`` is used alone (a local folder or ``model.pt`` file, a logged MLflow
+model folder, an MLflow model URI, or an architecture name under ``train.out_dir``); without
+it, ``predict.model`` (default ``models:/fer-classifier@champion``). When that cannot be
+resolved or read (no registry yet, a damaged store, a missing artifact folder) the command
+stops with one line naming what it tried; it never silently switches to another model. Only
+``predict.fallback`` (a model folder or name the user chose) is tried next, with a warning.
+Local paths never import mlflow, so predicting with a model folder starts fast.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fer.errors import ModelError
+from fer.errors import ModelError, TrackingError
 
 if TYPE_CHECKING:
     from fer.config import Config
@@ -86,23 +88,29 @@ def resolve_model(cfg: Config, model: str | None) -> ResolvedModel:
     if model:
         return _resolve_explicit(cfg, model)
     default = cfg.predict.model
-    fallback = Path(cfg.train.out_dir) / cfg.train.model
-    tried: list[str] = []
     try:
         if is_uri(default) and not cfg.tracking.enabled:
             raise ModelError(f"{default}: tracking.enabled is false")
         return _resolve_explicit(cfg, default, how="mlflow" if is_uri(default) else "local")
-    except ModelError as exc:
-        tried.append(str(exc))
-    folder = find_weights(fallback) if fallback.exists() else None
-    if folder is not None:
-        return ResolvedModel(folder, str(fallback), "fallback")
-    tried.append(f"{fallback / WEIGHTS}: not found")
-    raise ModelError(
-        "no model to predict with; looked for: "
-        + "; ".join(tried)
-        + " (train one with `fer train`, or pass --model DIR_OR_URI)"
+    except (ModelError, TrackingError) as exc:
+        if cfg.predict.fallback is None:
+            hint = (
+                "(train and register one with `dvc repro`, pass --model DIR_OR_URI or "
+                "pretrained:NAME, or set predict.fallback)"
+            )
+            raise type(exc)(
+                f"predict.model {default}: {str(exc).removeprefix(f'model {default!r}: ')} "
+                + ("" if isinstance(exc, TrackingError) else hint)
+            ) from None
+        why = str(exc)
+    fallback = _resolve_explicit(cfg, cfg.predict.fallback, how="fallback")
+    import sys
+
+    print(
+        f"warning: {why}; using predict.fallback {cfg.predict.fallback} instead",
+        file=sys.stderr,
     )
+    return fallback
 
 
 def _resolve_explicit(cfg: Config, text: str, how: str | None = None) -> ResolvedModel:
