@@ -293,11 +293,15 @@ class SplitConfig(Section):
         return self
 
 
+ModelName = Literal["alexnet", "baseline", "resnet18"]
+"""Architectures of ``train.model(s)`` (fer/learning/models registers one module for each)."""
+
+
 class TrainConfig(Section):
     """`fer train`: the original project's defaults, plus the usual knobs."""
 
-    model: str = "alexnet"
-    models: list[str] = Field(default_factory=lambda: ["alexnet", "baseline"], min_length=1)
+    model: ModelName = "alexnet"
+    models: list[ModelName] = Field(default_factory=lambda: ["alexnet", "baseline"], min_length=1)
     out_dir: Path = Path("models")
     batch_size: Annotated[int, Field(ge=1)] = 64
     epochs: Annotated[int, Field(ge=1)] = 50

@@ -1,9 +1,11 @@
-"""``fer ui``: the MLflow UI and the Prefect server on 127.0.0.1, stopped together on Ctrl-C."""
+"""``fer ui``: the MLflow UI and the Prefect server on 127.0.0.1, stopped together on Ctrl-C,
+SIGTERM or SIGHUP (each server runs in its own process group, so its children go too)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -44,14 +46,39 @@ def wait_healthy(url: str, timeout: float = 60.0, interval: float = 0.5) -> bool
 
 
 def stop_processes(procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
-    """Terminate every process, wait for each, and kill the ones that do not stop in time."""
+    """Terminate every process, wait for each, and kill the ones that do not stop in time.
+
+    A process that leads its own process group (started with ``start_new_session``) is
+    signalled as a group, so the workers a server spawned stop with it.
+    """
+    groups = {p.pid for p in procs if _leads_group(p)}
     for p in procs:
-        p.terminate()
+        _signal(p, signal.SIGTERM, p.pid in groups)
     for p in procs:
         try:
             p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            p.kill()
+            _signal(p, signal.SIGKILL, p.pid in groups)
+            p.wait(timeout=timeout)
+        if p.pid in groups:
+            _signal(p, signal.SIGKILL, True)  # children the leader left behind
+
+
+def _leads_group(p: subprocess.Popen) -> bool:
+    try:
+        return p.poll() is None and os.getpgid(p.pid) == p.pid
+    except ProcessLookupError:
+        return False
+
+
+def _signal(p: subprocess.Popen, sig: int, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(p.pid, sig)
+        elif p.poll() is None:
+            p.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
 
 
 def mlflow_ui_command(cfg: Any, host: str, port: int) -> list[str]:
@@ -64,19 +91,28 @@ def mlflow_ui_command(cfg: Any, host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end ``fer ui`` like Ctrl-C: through its cleanup, not around it."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
 def run(cfg: Any, *, host: str = "127.0.0.1", mlflow_port: int = 5000, prefect_port: int = 4200):
     """Start both servers, print their URLs, and keep them running until interrupted."""
     env = dict(
         os.environ, MLFLOW_DISABLE_TELEMETRY="true", PREFECT_SERVER_ANALYTICS_ENABLED="false"
     )
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    prefect = [_exe("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)]
     procs = [
-        subprocess.Popen(
-            [_exe("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
-            env=env,
-        ),
-        subprocess.Popen(mlflow_ui_command(cfg, host, mlflow_port), env=env),
+        subprocess.Popen(cmd, env=env, start_new_session=True)
+        for cmd in (prefect, mlflow_ui_command(cfg, host, mlflow_port))
     ]
+    _stop_on_signals()
     try:
         urls = {
             "Prefect UI": f"http://{host}:{prefect_port}",

@@ -115,3 +115,18 @@ def test_fer_timings_records_each_command_once(tmp_path) -> None:
     (record,) = [json.loads(line) for line in log.read_text().splitlines()]  # --help exits early
     assert record["argv"] == ["--params", str(tmp_path / "missing.yaml"), "ingest"]
     assert 0 < record["end"] - record["start"] < 60
+
+
+def test_unknown_model_in_params_is_one_line_from_fer(tmp_path) -> None:
+    """Not DVC's "missing param models.<name>": fer names the key and the accepted names."""
+    import typing
+
+    from fer.config import ModelName, config_from_dict
+    from fer.errors import ConfigError
+    from fer.learning.models import available
+
+    taxonomy = {"positive": ["a"], "negative": ["b"], "neutral": ["c"]}
+    with pytest.raises(ConfigError, match=r"train\.models\.1: .*'alexnet'") as err:
+        config_from_dict({"taxonomy": taxonomy, "train": {"models": ["alexnet", "vgg"]}})
+    assert "\n" not in str(err.value)
+    assert sorted(typing.get_args(ModelName)) == available()
