@@ -436,7 +436,50 @@ def load_config(path: str | Path = DEFAULT_PARAMS) -> Config:
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return config_from_dict(raw, source=str(path))
+    cfg = config_from_dict(raw, source=str(path))
+    _check_dvc_keys(path, raw, cfg)
+    return cfg
+
+
+def _check_dvc_keys(path: Path, raw: dict[str, Any], cfg: Config) -> None:
+    """Where DVC runs the stages (a ``dvc.yaml`` beside the params file), every key a stage
+    lists must be in the file: DVC refuses a missing one, so fer does not default it either.
+
+    Raises:
+        ConfigError: the first missing key, naming the stage that reads it.
+    """
+    import yaml
+
+    dvc_file = path.parent / "dvc.yaml"
+    if path.name != "params.yaml" or not dvc_file.is_file():
+        return
+    try:
+        stages = (yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}).get("stages", {})
+    except (OSError, yaml.YAMLError):
+        return  # DVC reports a broken dvc.yaml itself
+    for name, stage in stages.items():
+        body = stage.get("do", stage) if isinstance(stage, dict) else {}
+        items = cfg.train.models if isinstance(stage, dict) and "foreach" in stage else [None]
+        for item in items:
+            for key in body.get("params", []) if isinstance(body, dict) else []:
+                if not isinstance(key, str):
+                    continue
+                key = key.replace("${item}", item or "")
+                if not _has_key(raw, key):
+                    where = f"{name}@{item}" if item else name
+                    raise ConfigError(
+                        f"{path}: {key}: missing (dvc.yaml's stage {where!r} reads it, and DVC "
+                        "refuses a missing key; copy it from the shipped params.yaml)"
+                    )
+
+
+def _has_key(raw: dict[str, Any], dotted: str) -> bool:
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "params") -> Config:

@@ -130,3 +130,26 @@ def test_unknown_model_in_params_is_one_line_from_fer(tmp_path) -> None:
         config_from_dict({"taxonomy": taxonomy, "train": {"models": ["alexnet", "vgg"]}})
     assert "\n" not in str(err.value)
     assert sorted(typing.get_args(ModelName)) == available()
+
+
+def test_a_key_dvc_reads_is_required_by_fer_too(tmp_path) -> None:
+    """In a DVC project, a params key a stage lists is required by fer as by DVC, never
+    silently defaulted; elsewhere (a bare params file) sections still default."""
+    import shutil
+
+    from fer.config import load_config
+    from fer.errors import ConfigError
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["split"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"split\.out: missing \(dvc\.yaml's stage 'train@"):
+        load_config(tmp_path / "params.yaml")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["models"]["baseline"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"models\.baseline: missing .*'train@baseline'"):
+        load_config(tmp_path / "params.yaml")
+    (tmp_path / "dvc.yaml").unlink()
+    assert load_config(tmp_path / "params.yaml").model_spec("baseline").width == 32
