@@ -144,7 +144,7 @@ def test_a_key_dvc_reads_is_required_by_fer_too(tmp_path) -> None:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     del raw["split"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match=r"split\.out: missing \(dvc\.yaml's stage 'train@"):
+    with pytest.raises(ConfigError, match=r"split: missing \(dvc\.yaml's stage 'split' reads it"):
         load_config(tmp_path / "params.yaml")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     del raw["models"]["baseline"]
