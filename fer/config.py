@@ -173,6 +173,16 @@ class SplitConfig(Section):
         return self
 
 
+class ReviewConfig(Section):
+    """`fer review`: the label-review page and the decisions file it writes (read by split)."""
+
+    decisions: Path = Path("review_decisions.csv")
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    page_size: Annotated[int, Field(ge=1, le=500)] = 48
+    thumb_size: Annotated[int, Field(ge=32, le=256)] = 96
+
+
 class TrainConfig(Section):
     """`fer train`: the original project's defaults, plus the usual knobs."""
 
@@ -246,6 +256,7 @@ class Config(Section):
     detect: DetectConfig = DetectConfig()
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     split: SplitConfig = SplitConfig()
+    review: ReviewConfig = ReviewConfig()
     train: TrainConfig = TrainConfig()
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     evaluate: EvaluateConfig = EvaluateConfig()

@@ -3,6 +3,8 @@
 Inputs: ``data/faces.parquet`` and validation's ``quarantine.csv``, ``label_issues.csv`` and
 ``duplicates.csv``. Quarantined images and ``exclude``d faces never appear in the output;
 ``relabel``led faces carry the suggested label in ``label`` (``given_label`` keeps the original).
+A person's decisions (``review.decisions``, written by ``fer review``) are applied last; see
+:mod:`fer.validation.decisions`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def run(cfg: Config) -> dict[str, Any]:
     import pandas as pd
 
     from fer.splitting import SPLITS, apply_label_actions, assign_splits, leakage_groups
+    from fer.validation import decisions as dec
 
     s = cfg.split
     faces_path = Path(cfg.detect.faces)
@@ -49,12 +52,16 @@ def run(cfg: Config) -> dict[str, Any]:
     val_dir = Path(cfg.validate_.out_dir)
     quarantine, issues, dups = (_read_csv(val_dir / name) for name in _NEEDS)
 
+    review = dec.resolve(dec.read_decisions(cfg.review.decisions), faces, quarantine)
+    quarantine, restored, no_crops = dec.apply_restores(quarantine, faces, review)
     excluded: dict[str, int] = {}
     in_quarantine = faces["path"].isin(set(quarantine["path"]))
     excluded["quarantined"] = int(in_quarantine.sum())
     faces = faces[~in_quarantine]
-    faces, drop = apply_label_actions(faces, issues)
-    excluded["label_issue"] = int(drop.sum())
+    faces, issue_drop = apply_label_actions(faces, issues)
+    faces, drop, reviewed = dec.apply_to_faces(faces, issue_drop, review)
+    excluded["label_issue"] = int((issue_drop & ~reviewed).sum())
+    excluded["review"] = int((drop & reviewed).sum())
     faces = faces[~drop]
     unknown = ~faces["label"].isin(CLASSES)
     excluded["unknown_label"] = int(unknown.sum())
@@ -74,7 +81,10 @@ def run(cfg: Config) -> dict[str, Any]:
     )
     relabelled = int((out["label"] != out["given_label"]).sum())
     print(_summary(table, excluded, relabelled, s.out))
+    report = {**review.report(), "restored": restored, "restored_without_faces": no_crops}
+    print(_review_summary(cfg.review.decisions, report))
     return {
+        "review": report,
         "faces": len(out),
         "groups": int(out["group"].nunique()),
         "relabelled": relabelled,
@@ -93,6 +103,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path}: missing column {missing[0]!r}")
     return df
+
+
+def _review_summary(path: Path, report: dict[str, Any]) -> str:
+    """What the reviewed decisions did, and the rows that apply to nothing (kept in the file)."""
+    acts = ", ".join(f"{k} {v}" for k, v in report["actions"].items()) or "none"
+    lines = [
+        f"review decisions ({path}): {report['rows']} row(s); faces decided: {report['faces']}"
+        f" ({acts}); images restored: {len(report['restored'])}"
+    ]
+    if report["restored_without_faces"]:
+        shown = ", ".join(report["restored_without_faces"][:5])
+        lines.append(f"  restored but without face crops (nothing to train on): {shown}")
+    for kind, what in (("vanished", "image no longer in the data"), ("unmatched", "no such face")):
+        rows = report[kind]
+        if rows:
+            shown = "; ".join(
+                f"line {r['line']} {r['action']} {r['path'] or r['image_id'][:12]}" for r in rows[:5]
+            )
+            more = f" (+{len(rows) - 5} more)" if len(rows) > 5 else ""
+            lines.append(f"  {len(rows)} decision(s) kept but unused ({what}): {shown}{more}")
+    return "\n".join(lines)
 
 
 def _summary(table: pd.DataFrame, excluded: dict[str, int], relabelled: int, out: Path) -> str:
