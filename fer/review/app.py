@@ -21,8 +21,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Body, FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 
 from fer import CLASSES
 from fer.errors import FerError
@@ -48,6 +49,20 @@ KEYMAP: list[tuple[str, str]] = [
 ]
 IMAGE_MAX_SIDE = 720
 _CACHE = {"Cache-Control": "private, max-age=3600"}
+
+
+class DecideBody(BaseModel):
+    """``POST /api/decide``."""
+
+    item: str
+    action: str
+    label: str = ""
+
+
+class ItemsBody(BaseModel):
+    """``POST /api/undo`` and ``/api/decisions``: the cards whose decisions to send back."""
+
+    items: list[str] = []
 
 
 @lru_cache(maxsize=1)
@@ -169,7 +184,8 @@ def create_app(state: ReviewState) -> FastAPI:
         return _image(state, image_id, face, IMAGE_MAX_SIDE)
 
     @app.post("/api/decide")
-    def decide(item: str = Body(), action: str = Body(), label: str = Body("")) -> dict:
+    def decide(body: DecideBody) -> dict:
+        item, action, label = body.item, body.action, body.label
         target = state.target(item)
         if target is None:
             raise HTTPException(404, "no such item (or it has no content id)")
@@ -181,13 +197,13 @@ def create_app(state: ReviewState) -> FastAPI:
         return {"item": item, "decision": _decision_json(d)}
 
     @app.post("/api/undo")
-    def undo(items: list[str] = Body(default=[], embed=True)) -> dict:
+    def undo(body: ItemsBody) -> dict:
         done = state.store.undo()
-        return {"undone": done is not None, "decisions": _current(state, items)}
+        return {"undone": done is not None, "decisions": _current(state, body.items)}
 
     @app.post("/api/decisions")
-    def decisions(items: list[str] = Body(default=[], embed=True)) -> dict:
-        return {"decisions": _current(state, items)}
+    def decisions(body: ItemsBody) -> dict:
+        return {"decisions": _current(state, body.items)}
 
     return app
 
@@ -206,6 +222,5 @@ def _image(state: ReviewState, image_id: str, face_id: str, max_side: int) -> Re
         raise HTTPException(404, "no such face in this image")
     boxes = state.image_boxes.get((image_id, face.path if face else path), ())
     highlight = face.box if face else None
-    return _jpeg(lambda: state.thumbs.image(path if face is None else face.path, boxes,
-                                            highlight, max_side))  # fmt: skip
-
+    raw = path if face is None else face.path
+    return _jpeg(lambda: state.thumbs.image(raw, boxes, highlight, max_side))

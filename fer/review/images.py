@@ -132,4 +132,3 @@ class Thumbnails:
             return _jpeg(draw_boxes(small, boxes, highlight, scale), self.quality)
 
         return self._cached(("image", raw_rel, tuple(boxes), highlight, max_side), make)
-

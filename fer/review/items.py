@@ -144,8 +144,8 @@ def build_items(
         reason_of = dict(zip(dup["path"], why, strict=False))
         dup_faces = faces[faces["path"].isin(set(dup["path"]))]
         parts.append(_face_rows(dup_faces, "duplicate", dup_faces["path"].map(reason_of)))
-        lone = dup[~dup["path"].isin(set(faces["path"]))].assign(reason=why)
-        parts.append(_image_rows(lone, "duplicate", labels))
+        lone = ~dup["path"].isin(set(faces["path"]))
+        parts.append(_image_rows(dup[lone].assign(reason=why[lone]), "duplicate", labels))
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ITEM_COLUMNS})

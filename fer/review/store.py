@@ -36,7 +36,7 @@ class DecisionStore:
         self.reviewer = reviewer
         self._lock = threading.Lock()
         self._rows: list[Decision] = []
-        self._stamp: tuple[int, int] | None | str = "unread"
+        self._stamp: tuple[int, int] | str | None = "unread"
         self._undo: list[tuple[Decision | None, Decision | None]] = []
         self.version = 0
         """Bumped whenever the rows change (here or on disk)."""
@@ -73,9 +73,9 @@ class DecisionStore:
         if target.box is None:
             return next((d for d in rows if d.box is None), None)
         boxes = list(target.image_boxes) or [target.box]
-        per_box, _ = dec.decisions_for_faces(rows if whole_fallback else [
-            d for d in rows if d.box is not None
-        ], boxes)
+        per_box, _ = dec.decisions_for_faces(
+            rows if whole_fallback else [d for d in rows if d.box is not None], boxes
+        )
         return per_box[boxes.index(target.box)]
 
     def decide(self, target: Target, action: str, label: str = "") -> Decision:
@@ -87,9 +87,7 @@ class DecisionStore:
         new = Decision(
             target.image_id, target.box, action, label, self.reviewer, dec.now(), target.path
         )
-        row = dec.format_decisions([new]).splitlines()[1]
-        header = ",".join(dec.COLUMNS)
-        new = dec.parse_decisions(f"{header}\n{row}\n", "decision")[0]  # same checks as the file
+        new = dec.parse_row(new.row(), "decision")  # the checks a row of the file gets
         with self._lock:
             self._reload()
             old = self._find(target, whole_fallback=False)

@@ -119,7 +119,8 @@ def _review_summary(path: Path, report: dict[str, Any]) -> str:
         rows = report[kind]
         if rows:
             shown = "; ".join(
-                f"line {r['line']} {r['action']} {r['path'] or r['image_id'][:12]}" for r in rows[:5]
+                f"line {r['line']} {r['action']} {r['path'] or r['image_id'][:12]}"
+                for r in rows[:5]
             )
             more = f" (+{len(rows) - 5} more)" if len(rows) > 5 else ""
             lines.append(f"  {len(rows)} decision(s) kept but unused ({what}): {shown}{more}")

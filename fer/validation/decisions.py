@@ -128,13 +128,10 @@ def check_path(path: str, where: str) -> str:
     if not path:
         return ""
     posix = PurePosixPath(path.replace("\\", "/"))
-    if (
-        posix.is_absolute()
-        or PureWindowsPath(path).drive
-        or ".." in posix.parts
-        or "\x00" in path
-    ):
-        raise InputError(f"{where}: path {path!r} is outside the data (use a raw-dir-relative path)")
+    if posix.is_absolute() or PureWindowsPath(path).drive or ".." in posix.parts or "\x00" in path:
+        raise InputError(
+            f"{where}: path {path!r} is outside the data (use a raw-dir-relative path)"
+        )
     return posix.as_posix()
 
 
@@ -147,7 +144,7 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _parse_row(row: Mapping[str, str | None], where: str) -> Decision:
+def parse_row(row: Mapping[str, str | None], where: str) -> Decision:
     def cell(name: str) -> str:
         return (row.get(name) or "").strip()
 
@@ -193,7 +190,9 @@ def parse_decisions(text: str, source: str = "review_decisions.csv") -> list[Dec
             raise InputError(f"{source}: missing column {name!r}")
     unknown = [h for h in header if h not in COLUMNS]
     if unknown:
-        raise InputError(f"{source}: unknown column {unknown[0]!r} (columns: {', '.join(COLUMNS)})")
+        raise InputError(
+            f"{source}: unknown column {unknown[0]!r} (columns: {', '.join(COLUMNS)})"
+        )
     reader.fieldnames = header
     out: list[Decision] = []
     for row in reader:
@@ -202,7 +201,7 @@ def parse_decisions(text: str, source: str = "review_decisions.csv") -> list[Dec
             raise InputError(f"{where}: more cells than columns")
         if not any((v or "").strip() for v in row.values()):
             continue
-        out.append(replace(_parse_row(row, where), line=reader.line_num))
+        out.append(replace(parse_row(row, where), line=reader.line_num))
     check_unique(out, source)
     return out
 
@@ -444,8 +443,13 @@ def migrate_restore_list(
             decided.add(image_id)
             new.append(
                 Decision(
-                    image_id, None, "restore", reviewer=reviewer, time=time, path=path,
+                    image_id,
+                    None,
+                    "restore",
+                    reviewer=reviewer,
+                    time=time,
+                    path=path,
                     note=f"migrated from {Path(source).name}",
-                )  # fmt: skip
+                )
             )
     return new, unmapped, already

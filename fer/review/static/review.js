@@ -105,7 +105,10 @@
     ev.preventDefault();
   });
   overlay.addEventListener("click", () => overlay.classList.remove("on"));
-  cards.forEach((c, i) => c.addEventListener("click", () => select(i)));
+  cards.forEach((c, i) => c.addEventListener("click", (ev) => {
+    select(i);
+    if (ev.target.classList.contains("thumb")) showImage();
+  }));
   window.ferReview = {
     idle: () => busy, current: () => cur, select: select,
   };
