@@ -103,8 +103,7 @@ def _image_rows(rows: pd.DataFrame, group: str, labels: dict[str, str]) -> pd.Da
 
 def _label_issue_rows(faces: pd.DataFrame, issues: pd.DataFrame) -> pd.DataFrame:
     merged = issues.merge(faces, on="face_id", how="inner", suffixes=("_issue", ""))
-    reason = "label issue: given " + merged["given_label"] + ", suggested "
-    reason = reason + merged["suggested_label"] + " (validate: " + merged["action"] + ")"
+    reason = "label issue (validate: " + merged["action"] + ")"
     rows = _face_rows(merged, "label_issue", reason)
     rows["suggested_label"] = merged["suggested_label"].to_numpy()
     rows["confidence"] = merged["score_issue"].astype(float).to_numpy()
