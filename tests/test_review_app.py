@@ -240,3 +240,13 @@ def test_migrate_restore_list(project: Path, monkeypatch, capsys) -> None:
     assert main(["review", "--migrate-restore-list"]) == 0  # idempotent
     assert len(rows(project)) == 1
     assert (project / "quarantine_restore.txt").exists()
+
+
+def test_validation_report_says_how_to_review() -> None:
+    from fer.validation import report
+
+    html = report.render_html([], {"gate_passed": 1})
+    assert "fer review" in html and report.REVIEW_URL in html
+    text = report.summary_text([], {"label_issues": 3}, "r.html")
+    assert "`fer review` opens http://127.0.0.1:8765/" in text
+    assert "fer review" not in report.summary_text([], {"label_issues": 0}, "r.html")

@@ -1,14 +1,11 @@
 """`fer review` end to end: a sandbox built by real `dvc repro`, the page in headless Chromium,
 one face relabelled and one dropped with the keyboard, then `dvc repro` re-runs split and what
 follows only, and ``data/splits.parquet`` carries the decisions.
-
-Set ``FER_REVIEW_SCREENSHOT=docs/review.png`` to also save the README screenshot.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -110,11 +107,6 @@ def test_keyboard_decisions_rerun_only_split_and_downstream(tmp_path: Path, revi
         page.wait_for("document.querySelector('#overlay img').complete")
         assert page.eval("document.querySelector('#overlay img').naturalWidth") > 0
         page.key("Escape")
-        shot = os.environ.get("FER_REVIEW_SCREENSHOT")
-        if shot:
-            page.eval("window.ferReview.select(3)")
-            page.key("?")
-            page.screenshot(Path(shot).resolve())
 
     with open(project / "review_decisions.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

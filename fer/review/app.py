@@ -152,7 +152,7 @@ def create_app(state: ReviewState) -> FastAPI:
         return _templates().get_template("review.html").render(
             q=q, cards=cards, total=total, pages=max(1, math.ceil(total / q.size)),
             counts=it.group_counts(state.items), groups=it.GROUPS, sorts=it.SORTS,
-            classes=CLASSES, keymap=KEYMAP, decisions_file=str(state.store.path),
+            classes=CLASSES, keymap=KEYMAP, decisions_file=_shown(state),
             reviewer=state.store.reviewer, vanished=res.vanished, unmatched=res.unmatched,
         )  # fmt: skip
 
@@ -206,6 +206,12 @@ def create_app(state: ReviewState) -> FastAPI:
         return {"decisions": _current(state, body.items)}
 
     return app
+
+
+def _shown(state: ReviewState) -> str:
+    """The decisions file as the user knows it (project-relative when inside the project)."""
+    path = state.store.path
+    return str(path.relative_to(state.root)) if path.is_relative_to(state.root) else str(path)
 
 
 def _current(state: ReviewState, items: list[str]) -> dict[str, dict[str, str] | None]:
