@@ -103,7 +103,11 @@ class Browser:
     def key(self, key: str) -> None:
         """Type one key (a character, or a named key such as ``Escape``)."""
         text = key if len(key) == 1 else ""
-        down = {"type": "keyDown", "key": key, "text": text} if text else {"type": "rawKeyDown", "key": key}
+        down = (
+            {"type": "keyDown", "key": key, "text": text}
+            if text
+            else {"type": "rawKeyDown", "key": key}
+        )
         self.send("Input.dispatchKeyEvent", **down)
         self.send("Input.dispatchKeyEvent", type="keyUp", key=key)
 

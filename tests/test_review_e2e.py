@@ -88,9 +88,10 @@ def test_keyboard_decisions_rerun_only_split_and_downstream(tmp_path: Path, revi
     with Browser(exe, free_port()) as page:
         page.navigate(base + "?group=multi_face")
         page.wait_for("document.querySelectorAll('.card img').length > 0")
-        assert page.eval("document.querySelectorAll('.card')[0].dataset.item") == items["items"][
-            0
-        ]["item"]
+        assert (
+            page.eval("document.querySelectorAll('.card')[0].dataset.item")
+            == items["items"][0]["item"]
+        )
         for _ in range(a):
             page.key("j")
         page.key(key)  # relabel; the cursor moves on

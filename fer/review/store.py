@@ -106,9 +106,9 @@ class DecisionStore:
             return old, new
 
     def _replace(self, old: Decision | None, new: Decision | None) -> None:
-        rows = [d for d in self._rows if old is None or d.key != old.key]
+        gone = [(d.image_id, d.box) for d in (old, new) if d is not None]
+        rows = [d for d in self._rows if (d.image_id, d.box) not in gone]
         if new is not None:
-            rows = [d for d in rows if d.key != new.key]
             rows.append(new)
         dec.check_unique(rows, str(self.path))
         dec.write_decisions(self.path, rows)
