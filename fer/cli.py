@@ -99,6 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="serve Prefect deployments of the flows")
     p.add_argument("--cron", help="optional schedule for the pipeline deployment")
 
+    p = sub.add_parser(
+        "review", parents=[common], help="review flagged samples in a local page, one key each"
+    )
+    p.add_argument("--host", help="address to listen on (default: review.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: review.port)")
+    p.add_argument("--reviewer", help="name written with each decision (default: $USER)")
+    p.add_argument(
+        "--migrate-restore-list", nargs="?", const="", default=None, metavar="PATH",
+        help="turn quarantine_restore.txt (or PATH) into restore rows of the decisions file, "
+        "then exit",
+    )  # fmt: skip
+
     p = sub.add_parser("ui", parents=[common], help="start the MLflow UI and Prefect server")
     p.add_argument("--mlflow-port", type=int, default=5000)
     p.add_argument("--prefect-port", type=int, default=4200)
@@ -124,6 +136,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "pipeline": ("flows.launcher", "run", ("models", "force", "params")),
     "serve": ("flows.serve", "run", ("cron",)),
     "ui": ("fer.ui", "run", ("host", "mlflow_port", "prefect_port")),
+    "review": ("fer.stages.review", "run", ("host", "port", "reviewer", "migrate_restore_list")),
 }
 
 

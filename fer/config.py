@@ -268,7 +268,6 @@ class ValidateConfig(Section):
     teacher_weight: Fraction = 0.5
     near_duplicate_distance: Annotated[int, Field(ge=0, le=64)] = 4
     near_duplicate_rms: Annotated[float, Field(ge=0, le=255)] = 8.0
-    restore_list: Path | None = Path("quarantine_restore.txt")
     cv_input_size: Annotated[int, Field(ge=16, le=128)] = 32
 
 
@@ -291,6 +290,16 @@ class SplitConfig(Section):
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must be 1 (got {total:g})")
         return self
+
+
+class ReviewConfig(Section):
+    """`fer review`: the label-review page and the decisions file it writes (read by split)."""
+
+    decisions: Path = Path("review_decisions.csv")
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    page_size: Annotated[int, Field(ge=1, le=500)] = 48
+    thumb_size: Annotated[int, Field(ge=32, le=256)] = 96
 
 
 ModelName = Literal["alexnet", "baseline", "resnet18"]
@@ -370,6 +379,7 @@ class Config(Section):
     detect: DetectConfig = DetectConfig()
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     split: SplitConfig = SplitConfig()
+    review: ReviewConfig = ReviewConfig()
     train: TrainConfig = TrainConfig()
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     evaluate: EvaluateConfig = EvaluateConfig()

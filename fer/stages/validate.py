@@ -53,8 +53,6 @@ class Audit:
     quarantine: pd.DataFrame
     duplicates: pd.DataFrame
     issues: pd.DataFrame
-    restored: list[str] = field(default_factory=list)
-    restore_unknown: list[str] = field(default_factory=list)
     truth_metrics: dict[str, Any] = field(default_factory=dict)
     auditor: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -66,7 +64,6 @@ class Audit:
         return {
             "quarantined": len(self.quarantine),
             "quarantine_reasons": quarantine.reason_counts(self.quarantine),
-            "restored": len(self.restored),
             "label_issues": len(self.issues),
             "label_action": label_action,
             "duplicate_groups": int(self.duplicates["group"].nunique()),
@@ -150,13 +147,8 @@ def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
         data.manifest, data.detections, sorted(bad_crops), min_width=v.min_width,
         min_height=v.min_height, max_width=v.max_width, max_height=v.max_height,
     )  # fmt: skip
-    q, restored, unknown = quarantine.apply_restore(q, _restore_list(v.restore_list))
     audit = _empty_audit(data)
-    audit.quarantine, audit.restored, audit.restore_unknown = q, restored, unknown
-    if unknown:
-        audit.notes.append(
-            f"{len(unknown)} restore-list path(s) were not quarantined: {unknown[:3]}"
-        )
+    audit.quarantine = q
     if gate_failed:
         audit.notes.append("duplicates and label issues were skipped because the gate failed")
         return audit
@@ -208,8 +200,6 @@ def _write_outputs(
         "gate_passed": not expectations.blocking_failures(results),
         "expectations": [r.as_dict() for r in results],
         "facts": facts,
-        "restored": audit.restored,
-        "restore_unknown": audit.restore_unknown,
     }
     fio.write_csv(audit.quarantine, out / "quarantine.csv")
     fio.write_csv(audit.issues, out / "label_issues.csv")
@@ -235,14 +225,6 @@ def _empty(columns: list[str]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-
-
-def _restore_list(path: Path | None) -> list[str]:
-    from fer.validation.quarantine import parse_restore_list
-
-    if path is None or not Path(path).is_file():
-        return []
-    return parse_restore_list(Path(path).read_text(encoding="utf-8"))
 
 
 def _decode_crops(

@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from fer.validation.expectations import ExpectationResult
 
 MAX_LINES = 15  # failed expectations listed on screen before "... and N more"
+REVIEW_URL = "http://127.0.0.1:8765/"  # `fer review`'s default address (review.host/port)
+REVIEW_HINT = (
+    f"review them: `fer review` opens {REVIEW_URL} (keep / relabel / drop / not a face / "
+    "restore, one key each); decisions go to review.decisions (review_decisions.csv) and "
+    "`dvc repro` re-runs split and what follows"
+)
 
 
 def summary_text(
@@ -62,6 +68,8 @@ def summary_text(
             f" ({facts.get('duplicate_images', 0)} images)"
         )
     lines.extend(f"note: {n}" for n in facts.get("notes", []))
+    if facts.get("quarantined") or facts.get("label_issues") or facts.get("duplicate_groups"):
+        lines.append(REVIEW_HINT)
     lines.append(f"report: {report_path}")
     return "\n".join(lines)
 
@@ -73,6 +81,7 @@ td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
 th{background:#f3f3f3}.ok{color:#176b2c}.warn{color:#9a6700}.fail{color:#b42318;font-weight:bold}
 .verdict{font-size:1.3em;padding:.5em 1em;border-radius:6px;display:inline-block}
 .pass{background:#e7f6ec}.stop{background:#fdecea}
+.review{background:#eef4ff;border:1px solid #b6ccf5;padding:.6em 1em;margin:1em 0}
 """
 
 
@@ -84,6 +93,17 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], css: str =
         cells = "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in columns)
         body.append(f'<tr class="{cls}">{cells}</tr>')
     return f'<table class="{css}"><tr>{head}</tr>{"".join(body)}</table>'
+
+
+def _review_box() -> str:
+    """How to put the flagged samples in front of a person."""
+    return (
+        '<div class="review"><b>Review the flagged samples:</b> run <code>fer review</code> in '
+        f'the project and open <a href="{REVIEW_URL}">{REVIEW_URL}</a>: thumbnails grouped by '
+        "reason, one key per decision (keep, relabel 1/2/3, drop, not a face, restore, undo). "
+        "Decisions are saved to <code>review_decisions.csv</code>, a dependency of the split "
+        "stage: <code>dvc repro</code> then re-runs split, train and evaluate only.</div>"
+    )
 
 
 def _frame_rows(df: pd.DataFrame | None, limit: int) -> list[dict[str, Any]]:
@@ -123,6 +143,7 @@ def render_html(
         f"<style>{_CSS}</style></head><body><h1>fer validation report</h1>",
         verdict,
         "".join(f"<p>{html.escape(n)}</p>" for n in notes),
+        _review_box(),
         "<h2>Expectations</h2>",
         _table(exp_rows, ["status", "name", "check", "level", "observed", "bound"]),
         "<h2>Metrics</h2>",
@@ -132,8 +153,8 @@ def render_html(
         (
             "Quarantine",
             quarantine,
-            "Images that never reach training, with the reason. To let one back in, add its "
-            "path to the restore list (validate.restore_list) and re-run.",
+            "Images that never reach training, with the reason. To let one back in, press r "
+            "on its card in `fer review` (a restore row in review_decisions.csv) and re-run.",
         ),
         ("Suspected label issues", label_issues, "Highest score first."),
         ("Duplicate groups", duplicates, "Each group is kept inside one split."),
