@@ -200,11 +200,35 @@ class TrainConfig(Section):
 
 
 class ModelSpec(Section):
-    """Per-architecture options (the `models:` section)."""
+    """Per-architecture options (the `models:` section).
+
+    ``pretrained`` (minixception, faceexpr): start from the packaged real-face weights that
+    ``fer weights`` fetched, never downloaded at run time. ``head``: ``mapped`` keeps the
+    7-emotion layer and pools its logits into the 3 classes (``import.fer2013`` + ``taxonomy``);
+    ``new`` puts a fresh 3-way layer in its place; ``auto`` is ``mapped`` when pretrained, else
+    ``new``.
+    """
 
     pretrained_path: Path | None = None
+    pretrained: bool = False
+    head: Literal["auto", "mapped", "new"] = "auto"
     dropout: Fraction = 0.5
     width: Annotated[int, Field(ge=1)] = 32
+
+    def resolved_head(self) -> Literal["mapped", "new"]:
+        """``head`` with ``auto`` resolved: ``mapped`` when pretrained, else ``new``."""
+        if self.head == "auto":
+            return "mapped" if self.pretrained else "new"
+        return self.head
+
+    def for_rebuild(self) -> ModelSpec:
+        """The spec that rebuilds a trained network's structure without reading weight files.
+
+        What ``model.pt`` should store: the same layers (head resolved), nothing to load.
+        """
+        return self.model_copy(
+            update={"pretrained": False, "pretrained_path": None, "head": self.resolved_head()}
+        )
 
 
 class EvaluateConfig(Section):
