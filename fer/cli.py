@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="serve Prefect deployments of the flows")
     p.add_argument("--cron", help="optional schedule for the pipeline deployment")
 
+    p = sub.add_parser(
+        "weights", parents=[common], help="fetch the pinned pretrained real-face weights"
+    )
+    p.add_argument(
+        "--dest",
+        type=Path,
+        help="weights folder (default: $FER_WEIGHTS_DIR, else weights/ in the project)",
+    )
+
     p = sub.add_parser("ui", parents=[common], help="start the MLflow UI and Prefect server")
     p.add_argument("--mlflow-port", type=int, default=5000)
     p.add_argument("--prefect-port", type=int, default=4200)
@@ -99,6 +108,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "pipeline": ("flows.launcher", "run", ("models", "force")),
     "serve": ("flows.serve", "run", ("cron",)),
     "ui": ("fer.ui", "run", ("host", "mlflow_port", "prefect_port")),
+    "weights": ("fer.stages.weights", "run", ("dest",)),
 }
 
 

