@@ -85,10 +85,19 @@ def synthetic(n_noise: int = 3) -> list[tuple[str, np.ndarray]]:
         ("black", np.zeros((s, s, 3))),
         ("white", np.full((s, s, 3), 255.0)),
         ("gray_mid", np.full((s, s, 3), 128.0)),
-        ("checker", np.repeat((((yy * 8).astype(int) + (xx * 8).astype(int)) % 2)[..., None]
-                              * 255.0, 3, -1)),  # fmt: skip
-        ("stripes_color", np.stack([np.sin(xx * 20) * 127 + 128, np.sin(yy * 13) * 127 + 128,
-                                    np.full_like(xx, 60.0)], -1)),  # fmt: skip
+        (
+            "checker",
+            np.repeat(
+                (((yy * 8).astype(int) + (xx * 8).astype(int)) % 2)[..., None] * 255.0, 3, -1
+            ),
+        ),
+        (
+            "stripes_color",
+            np.stack(
+                [np.sin(xx * 20) * 127 + 128, np.sin(yy * 13) * 127 + 128, np.full_like(xx, 60.0)],
+                -1,
+            ),
+        ),
     ]
     return [(name, np.clip(np.rint(a), 0, 255).astype(np.uint8)) for name, a in out]
 
@@ -174,7 +183,10 @@ def main() -> int:
     args = parser.parse_args()
     hdf5 = args.weights / "minixception" / "emotion_model.hdf5"
     faceapi_dir = args.weights / "faceexpr"
-    if sha256(hdf5) != HDF5_SHA256 or sha256(faceapi_dir / "face_expression_model.bin") != BIN_SHA256:
+    if (
+        sha256(hdf5) != HDF5_SHA256
+        or sha256(faceapi_dir / "face_expression_model.bin") != BIN_SHA256
+    ):
         sys.exit("weights differ from the pinned files: run `fer weights` first")
     names, gray, rgb = inputs()
     mx, keras_versions = keras_probs(hdf5, gray)
@@ -194,7 +206,8 @@ def main() -> int:
     )
     print(f"{args.out}: {len(names)} inputs, {args.out.stat().st_size / 1024:.0f} KiB; {versions}")
     for name, p, q in zip(names, mx, fe, strict=True):
-        print(f"  {name:24s} keras argmax {int(p.argmax())}  face-api argmax {labels[int(q.argmax())]}")
+        top = labels[int(q.argmax())]
+        print(f"  {name:24s} keras argmax {int(p.argmax())}  face-api argmax {top}")
     return 0
 
 
