@@ -87,8 +87,13 @@ class FaceExpressionNet(nn.Module):
         self.head = head if head is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` → logits. face-api's 7×7 average pool is this global mean at 112."""
-        return self.head(self.classifier(self.features(x).mean(dim=(2, 3))))
+        """``(N, 3, H, W)`` → logits. face-api's 7×7 average pool is this global mean at 112.
+
+        Runs channels-last: on CPU, oneDNN's NCHW kernels for the depthwise and 1×1 convs are
+        up to 10× slower (32 channels at 56×56).
+        """
+        x = self.features(x.contiguous(memory_format=torch.channels_last))
+        return self.head(self.classifier(x.mean(dim=(2, 3))))
 
 
 def build(
