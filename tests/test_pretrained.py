@@ -7,7 +7,7 @@ The fixture holds what Keras and face-api (TensorFlow.js) computed on 24 fixed i
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +221,24 @@ def test_fine_tuning_step_lowers_the_loss(name: str, head: str, weights_root: Pa
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_fer_weights_command(
+    tmp_path: Path,
+    make_params: Callable[..., Path],
+    weights_root: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from fer.cli import main
+
+    dest = tmp_path / "w"
+    for model in CATALOG:
+        shutil.copytree(weights_root / model, dest / model)
+    params = make_params()
+    assert main(["--params", str(params), "weights", "--dest", str(dest)]) == 0
+    assert capsys.readouterr().out.count("present") == len(CATALOG)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert main(["--params", str(params), "weights", "--dest", str(blocked)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fer weights: error:") and "\n" not in err
