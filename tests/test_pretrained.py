@@ -242,3 +242,13 @@ def test_fer_weights_command(
     assert main(["--params", str(params), "weights", "--dest", str(blocked)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("fer weights: error:") and "\n" not in err
+
+
+def test_pretrained_asked_of_other_architectures_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"models\.alexnet\.pretrained: .*minixception"):
+        build_model("alexnet", ModelSpec(pretrained=True))
+    with pytest.raises(ConfigError, match=r"models\.baseline\.head"):
+        build_model("baseline", ModelSpec(head="mapped"))
+    assert build_model("baseline", ModelSpec(head="new", width=4))(
+        torch.zeros(1, 3, 64, 64)
+    ).shape == (1, 3)

@@ -54,20 +54,26 @@ def build_model(
             (see :func:`fer.models.emotions.emotion_classes`); ignored by the others.
 
     Raises:
-        ConfigError: unknown name (the message lists the available ones).
+        ConfigError: unknown name (the message lists the available ones), or ``pretrained`` /
+            ``head: mapped`` asked of an architecture without packaged emotion weights.
         ModelError: ``spec.pretrained_path`` is missing or does not fit the architecture, or
             the packaged weights of ``spec.pretrained`` are missing or corrupt.
     """
     module = _module(name)
+    spec = spec or ModelSpec()
+    if (spec.pretrained or spec.head == "mapped") and not hasattr(module, "EMOTIONS"):
+        key = "pretrained" if spec.pretrained else "head"
+        raise ConfigError(
+            f"models.{name}.{key}: {name} has no packaged real-face weights nor emotion layer "
+            "(those are minixception and faceexpr; for local weights use pretrained_path)"
+        )
     options = {}
     if (
         emotion_classes is not None
         and "emotion_classes" in inspect.signature(module.build).parameters
     ):
         options["emotion_classes"] = emotion_classes
-    return module.build(
-        spec or ModelSpec(), num_classes=num_classes, input_size=input_size, **options
-    )
+    return module.build(spec, num_classes=num_classes, input_size=input_size, **options)
 
 
 def input_spec(name: str) -> InputSpec | None:
