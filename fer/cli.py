@@ -111,6 +111,15 @@ def _parser() -> argparse.ArgumentParser:
         "then exit",
     )  # fmt: skip
 
+    p = sub.add_parser(
+        "weights", parents=[common], help="fetch the pinned pretrained real-face weights"
+    )
+    p.add_argument(
+        "--dest",
+        type=Path,
+        help="weights folder (default: $FER_WEIGHTS_DIR, else weights/ in the project)",
+    )
+
     p = sub.add_parser("ui", parents=[common], help="start the MLflow UI and Prefect server")
     p.add_argument("--mlflow-port", type=int, default=5000)
     p.add_argument("--prefect-port", type=int, default=4200)
@@ -137,6 +146,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "serve": ("flows.serve", "run", ("cron",)),
     "ui": ("fer.ui", "run", ("host", "mlflow_port", "prefect_port")),
     "review": ("fer.stages.review", "run", ("host", "port", "reviewer", "migrate_restore_list")),
+    "weights": ("fer.stages.weights", "run", ("dest",)),
 }
 
 

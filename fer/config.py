@@ -302,15 +302,15 @@ class ReviewConfig(Section):
     thumb_size: Annotated[int, Field(ge=32, le=256)] = 96
 
 
-ModelName = Literal["alexnet", "baseline", "resnet18"]
-"""Architectures of ``train.model(s)`` (fer/learning/models registers one module for each)."""
+Architecture = Literal["alexnet", "baseline", "resnet18", "minixception", "faceexpr"]
+"""Architectures fer can build (fer/learning/models registers one module for each)."""
 
 
 class TrainConfig(Section):
     """`fer train`: the original project's defaults, plus the usual knobs."""
 
-    model: ModelName = "alexnet"
-    models: list[ModelName] = Field(default_factory=lambda: ["alexnet", "baseline"], min_length=1)
+    model: str = "alexnet"
+    models: list[str] = Field(default_factory=lambda: ["alexnet", "baseline"], min_length=1)
     out_dir: Path = Path("models")
     batch_size: Annotated[int, Field(ge=1)] = 64
     epochs: Annotated[int, Field(ge=1)] = 50
@@ -333,11 +333,41 @@ class TrainConfig(Section):
 
 
 class ModelSpec(Section):
-    """Per-architecture options (the `models:` section)."""
+    """Per-architecture options (the `models:` section).
 
+    ``pretrained`` (minixception, faceexpr): start from the packaged real-face weights that
+    ``fer weights`` fetched, never downloaded at run time. ``head``: ``mapped`` keeps the
+    7-emotion layer and pools its logits into the 3 classes (``import.fer2013`` + ``taxonomy``);
+    ``new`` puts a fresh 3-way layer in its place; ``auto`` is ``mapped`` when pretrained, else
+    ``new``.
+    """
+
+    arch: Architecture | None = None
     pretrained_path: Path | None = None
+    pretrained: bool = False
+    head: Literal["auto", "mapped", "new"] = "auto"
+    epochs: Annotated[int, Field(ge=0)] | None = None
     dropout: Fraction = 0.5
     width: Annotated[int, Field(ge=1)] = 32
+
+    def resolved_head(self) -> Literal["mapped", "new"]:
+        """``head`` with ``auto`` resolved: ``mapped`` when pretrained, else ``new``."""
+        if self.head == "auto":
+            return "mapped" if self.pretrained else "new"
+        return self.head
+
+    def for_rebuild(self) -> ModelSpec:
+        """The spec that rebuilds a trained network's structure without reading weight files.
+
+        What ``model.pt`` should store: the same layers (head resolved), nothing to load.
+        """
+        return self.model_copy(
+            update={"pretrained": False, "pretrained_path": None, "head": self.resolved_head()}
+        )
+
+    def architecture(self, name: str) -> str:
+        """What to build for the entry ``name``: ``arch``, else the entry's own name."""
+        return self.arch or name
 
 
 class EvaluateConfig(Section):
@@ -414,6 +444,28 @@ class Config(Section):
         if self.ingest.raw_dir.resolve() == self.sample.out.resolve():
             return self.sample.truth
         return None
+
+    @model_validator(mode="after")
+    def _known_models(self) -> Config:
+        import typing
+
+        architectures = typing.get_args(Architecture)
+        for key, names in (
+            ("train.model", [self.train.model]),
+            ("train.models", self.train.models),
+        ):
+            for name in names:
+                spec = self.models.get(name)
+                if name not in architectures and (spec is None or spec.arch is None):
+                    raise ValueError(
+                        f"{key}: unknown model {name!r} (an architecture: "
+                        f"{', '.join(architectures)}; or a `models:` entry naming its arch)"
+                    )
+        return self
+
+    def architecture(self, name: str) -> str:
+        """The architecture behind a model name of ``train.models``."""
+        return self.model_spec(name).architecture(name)
 
     def model_spec(self, name: str) -> ModelSpec:
         """Options of one architecture; defaults when the `models:` section omits it."""

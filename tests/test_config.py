@@ -121,15 +121,21 @@ def test_unknown_model_in_params_is_one_line_from_fer(tmp_path) -> None:
     """Not DVC's "missing param models.<name>": fer names the key and the accepted names."""
     import typing
 
-    from fer.config import ModelName, config_from_dict
+    from fer.config import Architecture, config_from_dict
     from fer.errors import ConfigError
     from fer.learning.models import available
 
     taxonomy = {"positive": ["a"], "negative": ["b"], "neutral": ["c"]}
-    with pytest.raises(ConfigError, match=r"train\.models\.1: .*'alexnet'") as err:
+    with pytest.raises(ConfigError, match=r"train\.models: unknown model 'vgg'.*alexnet") as err:
         config_from_dict({"taxonomy": taxonomy, "train": {"models": ["alexnet", "vgg"]}})
     assert "\n" not in str(err.value)
-    assert sorted(typing.get_args(ModelName)) == available()
+    assert sorted(typing.get_args(Architecture)) == available()
+    # A `models:` entry may build an architecture under its own name.
+    named = config_from_dict(
+        {"taxonomy": taxonomy, "train": {"models": ["zs"]},
+         "models": {"zs": {"arch": "minixception", "epochs": 0}}}
+    )  # fmt: skip
+    assert named.architecture("zs") == "minixception"
 
 
 def test_a_key_dvc_reads_is_required_by_fer_too(tmp_path) -> None:

@@ -248,6 +248,8 @@ def fit(
     if len(data.train_y) == 0:
         raise ValueError("no training samples")
     setup = _set_up(model, data, cfg, device)
+    if cfg.epochs == 0:
+        return _as_is(model, setup, data, cfg, device, on_epoch_end)
     state = _restore(model, setup, start_state, device) if start_state else _LoopState()
     train_x = to_device_if_fits(data.train_x, device)
     patience = cfg.early_stopping_patience
@@ -279,6 +281,33 @@ def fit(
         best_val_macro_f1=max(state.best_f1, 0.0),
         stopped_early=stopped_early,
     )
+
+
+def _as_is(
+    model: nn.Module,
+    setup: _Setup,
+    data: FitData,
+    cfg: TrainConfig,
+    device: str,
+    on_epoch_end: EpochCallback | None,
+) -> FitResult:
+    """``epochs: 0``: the starting weights (e.g. a pretrained model, zero-shot), scored on
+    validation as "epoch 0" so they are logged and compared like a trained model."""
+    ev = evaluate_loader(
+        model, data.val_x, data.val_y, data.input_spec,
+        batch_size=max(cfg.batch_size, 256), device=device,
+    )  # fmt: skip
+    nan = float("nan")
+    record = {
+        "epoch": 0, "train_loss": nan, "train_acc": nan, "val_loss": ev["loss"],
+        "val_acc": ev["acc"], "val_macro_f1": ev["macro_f1"], "lr": 0.0, "images_per_s": 0.0,
+    }  # fmt: skip
+    state = _LoopState(history=[record], best_f1=ev["macro_f1"], best_epoch=0)
+    if on_epoch_end is not None:
+        checkpoint = _checkpoint(model, setup, state, 0, device)
+        on_epoch_end({**record, "improved": True, "stop": False}, checkpoint)
+    best = {n: t.detach().clone() for n, t in model.state_dict().items()}
+    return FitResult([record], best, 0, max(ev["macro_f1"], 0.0), stopped_early=False)
 
 
 def _set_up(model: nn.Module, data: FitData, cfg: TrainConfig, device: str) -> _Setup:

@@ -38,7 +38,7 @@ class ResolvedModel:
 
 def is_uri(text: str) -> bool:
     """True for MLflow/artifact URIs (``runs:/...``, ``models:/...``, ``file:...``)."""
-    return bool(_SCHEME.match(text))
+    return bool(_SCHEME.match(text)) and not text.startswith(PRETRAINED)
 
 
 def find_weights(root: Path) -> Path | None:
@@ -113,7 +113,68 @@ def resolve_model(cfg: Config, model: str | None) -> ResolvedModel:
     return fallback
 
 
+PRETRAINED = "pretrained:"
+"""``--model pretrained:NAME``: a packaged real-face model as it is (zero-shot), no training."""
+
+
+def pretrained_model(cfg: Config, name: str) -> Path:
+    """A model folder for packaged real-face weights, zero-shot; built once, then reused.
+
+    The 7 emotions are pooled into our classes by ``import.fer2013`` + ``taxonomy``; crops and
+    detector settings come from params. Written under ``train.cache_dir/pretrained/``, keyed
+    by all of that, so a params change builds a new one.
+
+    Raises:
+        ModelError: unknown name, or its weights missing or corrupt (run `fer weights`).
+    """
+    import hashlib
+    import json
+
+    from fer.learning.models.pretrained import CATALOG, provenance
+
+    if name not in CATALOG:
+        raise ModelError(
+            f"--model {PRETRAINED}{name}: no such pretrained model (known: {', '.join(CATALOG)})"
+        )
+    from fer.learning.models.emotions import emotion_classes
+
+    mapping = emotion_classes(cfg.import_.fer2013, cfg.taxonomy)
+    config = {
+        "arch": name,
+        "pretrained": provenance(name),
+        "emotion_classes": mapping,
+        "crop": cfg.detect.crop.model_dump(mode="json"),
+        "detect": cfg.detect.detector().model_dump(mode="json"),
+        "max_pixels": cfg.ingest.max_pixels,
+    }
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cfg.train.cache_dir) / "pretrained" / f"{name}-{key}"
+    if not (folder / WEIGHTS).is_file():
+        _write_pretrained(folder / WEIGHTS, name, mapping, config)
+    return folder
+
+
+def _write_pretrained(path: Path, name: str, mapping: dict, config: dict) -> None:
+    import torch
+
+    from fer.config import ModelSpec
+    from fer.io import atomic_path
+    from fer.learning.models import build_model, input_spec
+    from fer.prediction.inference import model_payload
+
+    spec = ModelSpec(pretrained=True)
+    net = build_model(name, spec, emotion_classes=mapping)
+    payload = model_payload(
+        net, arch=name, spec=spec.for_rebuild().model_dump(mode="json"),
+        input_spec=input_spec(name), config={**config, "model": spec.model_dump(mode="json")},
+    )  # fmt: skip
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
 def _resolve_explicit(cfg: Config, text: str, how: str | None = None) -> ResolvedModel:
+    if text.startswith(PRETRAINED):
+        return ResolvedModel(pretrained_model(cfg, text[len(PRETRAINED) :]), text, how or "local")
     if is_uri(text) and not text.startswith("file:"):
         return ResolvedModel(_from_mlflow(cfg, text), text, how or "mlflow")
     if text.startswith("file:"):

@@ -66,12 +66,19 @@ def model_config(cfg: Config, name: str) -> dict[str, Any]:
     """Everything that shapes the model: stored in model.pt and compared on resume."""
     detect = cfg.detect.detector().model_dump(mode="json")
     return {
-        "train": cfg.train.model_dump(mode="json", exclude={"model", "models"}),
+        "train": train_config(cfg, name).model_dump(mode="json", exclude={"model", "models"}),
         "model": cfg.model_spec(name).model_dump(mode="json"),
+        "arch": cfg.architecture(name),
         "crop": cfg.detect.crop.model_dump(mode="json"),
         "detect": detect,
         "max_pixels": cfg.ingest.max_pixels,
     }
+
+
+def train_config(cfg: Config, name: str) -> Any:
+    """The ``train`` section for model ``name``: its ``models.<name>.epochs`` wins."""
+    epochs = cfg.model_spec(name).epochs
+    return cfg.train if epochs is None else cfg.train.model_copy(update={"epochs": epochs})
 
 
 def run(
@@ -88,7 +95,7 @@ def run(
     started = time.perf_counter()
     device = _set_up_torch(cfg)
     data = read_splits(cfg)
-    fit_data = _fit_data(cfg, data)
+    fit_data = _fit_data(cfg, name, data)
     net = _build_net(cfg, name, fit_data.input_spec, device)
     paths = TrainPaths.of(cfg, name)
     conf = model_config(cfg, name)
@@ -101,9 +108,10 @@ def run(
     ) as mrun:
         if mrun is not None:
             _log_inputs(mrun, cfg, data, conf, name=name, device=device, fit_data=fit_data)
+        tc = train_config(cfg, name)
         writer = EpochWriter(net, name, conf, fit_data.input_spec, paths, data.cache_key, mrun,
-                             cfg.train.epochs)  # fmt: skip
-        result = fit(net, fit_data, cfg.train, device=device, on_epoch_end=writer,
+                             tc.epochs)  # fmt: skip
+        result = fit(net, fit_data, tc, device=device, on_epoch_end=writer,
                      start_state=start_state)  # fmt: skip
         _publish_model(net, name, conf, fit_data.input_spec, paths, result)
         summary = _summary(name, result, fit_data, data, device, mrun)
@@ -119,9 +127,10 @@ def _model_name(cfg: Config, model: str | None) -> str:
     """The architecture to train (``--model`` or ``train.model``), checked against the registry."""
     from fer.learning.models import available
 
-    name = (model or cfg.train.model).strip().lower()
-    if name not in available():
-        raise ConfigError(f"--model: unknown model {name!r} (available: {', '.join(available())})")
+    name = (model or cfg.train.model).strip()
+    if cfg.architecture(name) not in available():
+        known = sorted({*available(), *cfg.train.models})
+        raise ConfigError(f"--model: unknown model {name!r} (available: {', '.join(known)})")
     return name
 
 
@@ -139,8 +148,10 @@ def _set_up_torch(cfg: Config) -> str:
     return resolve_device(cfg.train.device)
 
 
-def _fit_data(cfg: Config, data: SplitData) -> FitData:
-    """The train and validation crops and labels, with the model's input spec."""
+def _fit_data(cfg: Config, name: str, data: SplitData) -> FitData:
+    """The train and validation crops and labels, with the model's input spec (the one its
+    architecture's packaged weights expect, else the crop's size and colour)."""
+    from fer.learning.models import input_spec
     from fer.learning.preprocess import InputSpec
     from fer.learning.training import FitData
 
@@ -150,15 +161,21 @@ def _fit_data(cfg: Config, data: SplitData) -> FitData:
         raise InputError(f"{cfg.split.out}: no usable training rows (split == 'train')")
     if len(val_y) == 0:
         print("train: warning: no validation rows; early stopping uses training accuracy")
-    spec = InputSpec(size=cfg.detect.crop.size, color=cfg.detect.crop.color)
+    crop = cfg.detect.crop
+    spec = input_spec(cfg.architecture(name)) or InputSpec(size=crop.size, color=crop.color)
     return FitData(train_x, train_y, val_x, val_y, input_spec=spec)
 
 
 def _build_net(cfg: Config, name: str, spec: InputSpec, device: str) -> nn.Module:
-    """The architecture, seeded by :func:`_set_up_torch`, on ``device``."""
+    """The architecture, seeded by :func:`_set_up_torch`, on ``device`` (pretrained weights
+    loaded, with their 7 emotions pooled into our classes by ``import.fer2013`` + taxonomy)."""
     from fer.learning.models import build_model
+    from fer.learning.models.emotions import emotion_classes
 
-    net = build_model(name, cfg.model_spec(name), num_classes=len(CLASSES), input_size=spec.size)
+    net = build_model(
+        cfg.architecture(name), cfg.model_spec(name), num_classes=len(CLASSES),
+        input_size=spec.size, emotion_classes=emotion_classes(cfg.import_.fer2013, cfg.taxonomy),
+    )  # fmt: skip
     return net.to(device)
 
 
@@ -246,9 +263,11 @@ def _log_inputs(
     fit_data: FitData,
 ) -> None:
     """Params and dataset lineage of the training run."""
+    from fer.learning.models.pretrained import provenance
     from fer.tracking import lineage_tags
 
-    mrun.log_params({**conf, "model_name": name, "device": device,
+    source = provenance(conf["arch"]) if conf["model"]["pretrained"] else {}
+    mrun.log_params({**conf, **source, "model_name": name, "device": device,
                      "n_train": len(fit_data.train_y), "n_val": len(fit_data.val_y)})  # fmt: skip
     counts = {s: int((data.table["split"] == s).sum()) for s in ("train", "val", "test")}
     tags = lineage_tags(manifest=Path(cfg.ingest.manifest), splits=Path(cfg.split.out))
@@ -308,9 +327,12 @@ class EpochWriter:
 def _save_best(
     net: nn.Module, name: str, conf: dict[str, Any], spec: InputSpec, paths: TrainPaths, epoch: int
 ) -> None:
+    """``best.pt``: the weights with what rebuilds them without reading any weight file."""
+    from fer.config import ModelSpec
     from fer.prediction.inference import model_payload
 
-    payload = model_payload(net, arch=name, spec=conf["model"], input_spec=spec, config=conf)
+    rebuild = ModelSpec(**conf["model"]).for_rebuild().model_dump(mode="json")
+    payload = model_payload(net, arch=conf["arch"], spec=rebuild, input_spec=spec, config=conf)
     _save_torch({**payload, "epoch": epoch}, paths.ckpt_dir / "best.pt")
 
 

@@ -1,12 +1,17 @@
 """Model registry: architectures by name (``train.model`` and the ``models:`` params section).
 
 Adding an architecture is one small module with a ``build(spec, num_classes, input_size)``
-function plus one entry in ``_REGISTRY`` below.
+function plus one entry in ``_REGISTRY`` below. Architectures ported with real-face weights
+(``minixception``, ``faceexpr``) also take ``emotion_classes`` (their 7 emotions → our classes)
+and expose ``input_spec()``, the preprocessing their weights were trained with.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from fer.config import ModelSpec
@@ -17,10 +22,14 @@ if TYPE_CHECKING:
 
     from torch import nn
 
+    from fer.learning.preprocess import InputSpec
+
 # name -> module (relative to fer.learning.models) exposing build(spec, num_classes, input_size)
 _REGISTRY: dict[str, str] = {
     "alexnet": "alexnet",
     "baseline": "baseline",
+    "faceexpr": "faceexpr",
+    "minixception": "minixception",
     "resnet18": "resnet",
 }
 
@@ -31,21 +40,59 @@ def available() -> list[str]:
 
 
 def build_model(
-    name: str, spec: ModelSpec | None = None, num_classes: int = 3, input_size: int = 64
+    name: str,
+    spec: ModelSpec | None = None,
+    num_classes: int = 3,
+    input_size: int = 64,
+    *,
+    emotion_classes: Mapping[str, str] | None = None,
 ) -> nn.Module:
-    """Build a freshly initialised (or locally pretrained, per ``spec``) model by name.
+    """Build a freshly initialised (or pretrained, per ``spec``) model by name.
+
+    Args:
+        emotion_classes: FER2013 emotion → class, for architectures with a 7-emotion layer
+            (see :func:`fer.learning.models.emotions.emotion_classes`); ignored by the others.
 
     Raises:
-        ConfigError: unknown name (the message lists the available ones).
-        ModelError: ``spec.pretrained_path`` is missing or does not fit the architecture.
+        ConfigError: unknown name (the message lists the available ones), or ``pretrained`` /
+            ``head: mapped`` asked of an architecture without packaged emotion weights.
+        ModelError: ``spec.pretrained_path`` is missing or does not fit the architecture, or
+            the packaged weights of ``spec.pretrained`` are missing or corrupt.
     """
+    module = _module(name)
+    spec = spec or ModelSpec()
+    if (spec.pretrained or spec.head == "mapped") and not hasattr(module, "EMOTIONS"):
+        key = "pretrained" if spec.pretrained else "head"
+        raise ConfigError(
+            f"models.{name}.{key}: {name} has no packaged real-face weights nor emotion layer "
+            "(those are minixception and faceexpr; for local weights use pretrained_path)"
+        )
+    options = {}
+    if (
+        emotion_classes is not None
+        and "emotion_classes" in inspect.signature(module.build).parameters
+    ):
+        options["emotion_classes"] = emotion_classes
+    return module.build(spec, num_classes=num_classes, input_size=input_size, **options)
+
+
+def input_spec(name: str) -> InputSpec | None:
+    """The preprocessing an architecture's packaged weights expect, or None if it has none.
+
+    Raises:
+        ConfigError: unknown name.
+    """
+    fn = getattr(_module(name), "input_spec", None)
+    return fn() if callable(fn) else None
+
+
+def _module(name: str) -> ModuleType:
     key = name.strip().lower()
     if key not in _REGISTRY:
         raise ConfigError(
             f"train.model: unknown model {name!r} (available: {', '.join(available())})"
         )
-    module = importlib.import_module(f"fer.learning.models.{_REGISTRY[key]}")
-    return module.build(spec or ModelSpec(), num_classes=num_classes, input_size=input_size)
+    return importlib.import_module(f"fer.learning.models.{_REGISTRY[key]}")
 
 
 def read_state(path: Path) -> dict:
