@@ -321,6 +321,8 @@ class TrainConfig(Section):
     schedule: Literal["none", "cosine", "step"] = "cosine"
     early_stopping_patience: Annotated[int, Field(ge=0, description="0 disables")] = 10
     class_balance: Literal["none", "weights", "sampler"] = "weights"
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    tta_flip: bool = False
     augment: bool = True
     flip: bool = True
     rotation_deg: Annotated[float, Field(ge=0, le=45)] = 10.0
@@ -376,6 +378,7 @@ class EvaluateConfig(Section):
     metrics_dir: Path = Path("metrics")
     plots_dir: Path = Path("plots")
     gallery_size: Annotated[int, Field(ge=0)] = 24
+    without: list[str] = Field(default_factory=list)
 
 
 class PredictConfig(Section):

@@ -77,3 +77,35 @@ def test_figures_render_to_png(tmp_path: Path) -> None:
     save_figure(mistakes_figure(crops[:0], [], [], []), tmp_path / "empty.png")
     for name in ("c.png", "h.png", "m.png", "empty.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_accuracy_per_expression_and_without_some() -> None:
+    """FER2013's surprise lands in one folder (awe); its valence is ambiguous, so the README
+    reports accuracy with and without it."""
+    import pandas as pd
+
+    from fer.stages.evaluate import TestPredictions, by_expression
+
+    table = pd.DataFrame({"expression": ["happy", "happy", "awe", "calm"]})
+    y = np.array([0, 0, 1, 2])
+    probs = np.eye(3)[[0, 1, 0, 2]]  # one happy wrong, awe wrong, calm right
+    test = TestPredictions(table, np.zeros((4, 2, 2, 3), np.uint8), y, probs, skipped=0)
+    out = by_expression(test, ["awe"])
+    assert out["per_expression"]["happy"] == {"n": 2, "accuracy": 0.5}
+    assert out["per_expression"]["awe"]["accuracy"] == 0.0
+    assert out["n_without"] == 3 and out["accuracy_without"] == pytest.approx(2 / 3)
+    assert "accuracy_without" not in by_expression(test, [])
+
+
+def test_test_time_flip_averages_the_mirror() -> None:
+    import torch
+
+    from fer.learning.training import softmax_tta
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+    x = torch.rand(2, 3, 4, 4)
+    plain = torch.softmax(net(x), 1)
+    mirrored = torch.softmax(net(torch.flip(x, dims=[3])), 1)
+    assert torch.allclose(softmax_tta(net, x, True), (plain + mirrored) / 2)
+    assert torch.allclose(softmax_tta(net, x, False), plain)

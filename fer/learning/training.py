@@ -124,8 +124,12 @@ def predict_proba(
     *,
     batch_size: int = 256,
     device: str = "cpu",
+    flip: bool = False,
 ) -> np.ndarray:
-    """Softmax probabilities ``(N, classes)`` for uint8 crops, in eval mode, no gradients."""
+    """Softmax probabilities ``(N, classes)`` for uint8 crops, in eval mode, no gradients.
+
+    ``flip``: average with the horizontally mirrored crops (test-time augmentation).
+    """
     import torch
 
     model.eval()
@@ -133,11 +137,21 @@ def predict_proba(
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             x = preprocess(np.asarray(images[start : start + batch_size]), spec, device=device)
-            out.append(torch.softmax(model(x), dim=1).float().cpu().numpy())
+            out.append(softmax_tta(model, x, flip).float().cpu().numpy())
     if not out:
         n_out = getattr(model, "num_classes", 3)
         return np.zeros((0, n_out), dtype=np.float32)
     return np.concatenate(out)
+
+
+def softmax_tta(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Class probabilities of a preprocessed batch, averaged with its mirror when ``flip``."""
+    import torch
+
+    probs = torch.softmax(model(x), dim=1)
+    if flip:
+        probs = (probs + torch.softmax(model(torch.flip(x, dims=[3])), dim=1)) / 2
+    return probs
 
 
 def evaluate_loader(
@@ -149,11 +163,12 @@ def evaluate_loader(
     batch_size: int = 256,
     device: str = "cpu",
     loss_fn: nn.Module | None = None,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Loss (unweighted cross-entropy unless ``loss_fn``), accuracy, macro-F1 and probabilities."""
     import torch
 
-    probs = predict_proba(model, images, spec, batch_size=batch_size, device=device)
+    probs = predict_proba(model, images, spec, batch_size=batch_size, device=device, flip=flip)
     y = np.asarray(labels, dtype=np.int64)
     if len(y) == 0:
         return {"loss": float("nan"), "acc": 0.0, "macro_f1": 0.0, "probs": probs}
@@ -295,7 +310,7 @@ def _as_is(
     validation as "epoch 0" so they are logged and compared like a trained model."""
     ev = evaluate_loader(
         model, data.val_x, data.val_y, data.input_spec,
-        batch_size=max(cfg.batch_size, 256), device=device,
+        batch_size=max(cfg.batch_size, 256), device=device, flip=cfg.tta_flip,
     )  # fmt: skip
     nan = float("nan")
     record = {
@@ -329,7 +344,7 @@ def _set_up(model: nn.Module, data: FitData, cfg: TrainConfig, device: str) -> _
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, cfg),
         gen=torch.Generator().manual_seed(cfg.seed),
-        loss_fn=torch.nn.CrossEntropyLoss(weight=weight),
+        loss_fn=torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing),
         sample_weights=sample_weights,
         augment=augment,
     )
@@ -381,7 +396,7 @@ def _run_epoch(
         setup.scheduler.step()
     ev = evaluate_loader(
         model, data.val_x, data.val_y, data.input_spec,
-        batch_size=max(cfg.batch_size, 256), device=device,
+        batch_size=max(cfg.batch_size, 256), device=device, flip=cfg.tta_flip,
     )  # fmt: skip
     return {
         "epoch": epoch,

@@ -160,12 +160,15 @@ class FaceClassifier:
         if len(arr) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         out: list[np.ndarray] = []
+        from fer.learning.training import softmax_tta
+
+        flip = bool(self.meta.get("config", {}).get("train", {}).get("tta_flip", False))
         with torch.inference_mode():
             for start in range(0, len(arr), self.batch_size):
                 x = preprocess(
                     arr[start : start + self.batch_size], self.input_spec, device=self.device
                 )
-                out.append(torch.softmax(self.model(x), dim=1).float().cpu().numpy())
+                out.append(softmax_tta(self.model, x, flip).float().cpu().numpy())
         return np.concatenate(out)
 
     def records(self, probs: np.ndarray) -> list[dict[str, Any]]:

@@ -60,7 +60,11 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
     test = _predict_test_split(cfg, model_dir, name)
     report = classification_report(test.y, test.pred, CLASSES)
     truth = true_labels(cfg.truth, test.table["path"])
-    metrics = {"model": name, **score_predictions(report, test, truth)}
+    metrics = {
+        "model": name,
+        **score_predictions(report, test, truth),
+        **by_expression(test, cfg.evaluate.without),
+    }
     plots = Path(cfg.evaluate.plots_dir) / name
     _write_plots(plots, name, test, truth, report, cfg.evaluate.gallery_size)
     metrics_path = Path(cfg.evaluate.metrics_dir) / f"{name}.json"
@@ -125,6 +129,33 @@ def score_predictions(
         # How noisy the test labels themselves are: the ceiling "accuracy" runs into.
         metrics["test_label_agreement"] = float((test.y[known] == true_idx).mean())
     return metrics
+
+
+def by_expression(test: TestPredictions, without: list[str]) -> dict[str, Any]:
+    """Accuracy per source expression folder; and accuracy / macro-F1 without some of them
+    (``evaluate.without``, e.g. FER2013's surprise, whose valence is ambiguous)."""
+    from fer.learning.evaluation import classification_report
+
+    if "expression" not in test.table:
+        return {}
+    expression = test.table["expression"].astype(str).str.lower().to_numpy()
+    hit = test.pred == test.y
+    out: dict[str, Any] = {
+        "per_expression": {
+            e: {"n": int((expression == e).sum()), "accuracy": float(hit[expression == e].mean())}
+            for e in sorted(set(expression))
+        }
+    }
+    if without:
+        keep = ~np.isin(expression, [w.lower() for w in without])
+        report = classification_report(test.y[keep], test.pred[keep], CLASSES)
+        out.update(
+            without=sorted(without),
+            n_without=int(keep.sum()),
+            accuracy_without=report["accuracy"],
+            macro_f1_without=report["macro_f1"],
+        )
+    return out
 
 
 def _write_plots(
