@@ -279,6 +279,7 @@ class SplitConfig(Section):
     given: dict[str, Literal["train", "val", "test"]] = Field(
         default_factory=lambda: {"training": "train", "publictest": "val", "privatetest": "test"}
     )
+    given_clean: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["train"])
     train: Fraction = 0.7
     val: Fraction = 0.15
     test: Fraction = 0.15
@@ -349,6 +350,8 @@ class ModelSpec(Section):
     pretrained: bool = False
     head: Literal["auto", "mapped", "new"] = "auto"
     epochs: Annotated[int, Field(ge=0)] | None = None
+    lr: Annotated[float, Field(gt=0)] | None = None
+    batch_size: Annotated[int, Field(ge=1)] | None = None
     dropout: Fraction = 0.5
     width: Annotated[int, Field(ge=1)] = 32
 

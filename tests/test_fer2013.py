@@ -124,3 +124,50 @@ def test_usage_pattern_must_have_one_group() -> None:
     for bad in ("(unclosed", "no_group_", "(a)(b)"):
         with pytest.raises(ConfigError, match=r"ingest\.usage_pattern"):
             config_from_dict({**base, "ingest": {**base["ingest"], "usage_pattern": bad}})
+
+
+def test_split_follows_the_given_usage_and_cleans_only_training(
+    imported: tuple[Path, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fer.stages import detect, ingest, split
+
+    tmp, counts = imported
+    val = tmp / "validation"
+    cfg = _config(tmp, split={"strategy": "given", "out": str(tmp / "splits.parquet")},
+                  validate={"out_dir": str(val)},
+                  review={"decisions": str(tmp / "decisions.csv")})  # fmt: skip
+    ingest.run(cfg)
+    detect.run(cfg)
+    faces = pd.read_parquet(tmp / "faces.parquet")
+    train_face = faces[faces["usage"] == "training"].iloc[0]
+    test_face = faces[faces["usage"] == "privatetest"].iloc[0]
+    val.mkdir()
+    pd.DataFrame(columns=["path", "image_id", "reason"]).to_csv(
+        val / "quarantine.csv", index=False
+    )
+    issue = {"given_label": "positive", "suggested_label": "negative", "score": 0.9,
+             "action": "exclude"}  # fmt: skip
+    rows = [{"face_id": f["face_id"], "path": f["path"], **issue} for f in (train_face, test_face)]
+    pd.DataFrame(rows).to_csv(val / "label_issues.csv", index=False)
+    pd.DataFrame(
+        [{"group": "g1", "path": p, "image_id": "x", "kind": "near_image"}
+         for p in (train_face["path"], test_face["path"])]
+    ).to_csv(val / "duplicates.csv", index=False)  # fmt: skip
+
+    result = split.run(cfg)
+    out = pd.read_parquet(tmp / "splits.parquet").set_index("face_id")
+    assert out["split"].value_counts().to_dict() == {
+        "train": counts["training"] - 1, "val": counts["publictest"], "test": counts["privatetest"]
+    }  # fmt: skip
+    assert train_face["face_id"] not in out.index  # cleaned: a training face
+    assert out.loc[test_face["face_id"], "label"] == test_face["label"]  # benchmark untouched
+    assert result["groups_across_given_splits"] == 1
+    assert "1 duplicate group(s) lie in more than one given split" in capsys.readouterr().out
+
+
+def test_given_split_without_usage_is_one_line(tmp_path: Path) -> None:
+    from fer.errors import InputError
+    from fer.stages.split import _given_splits
+
+    with pytest.raises(InputError, match=r"set ingest\.usage_pattern"):
+        _given_splits(pd.DataFrame({"group": ["a"], "usage": [""]}), {"training": "train"})

@@ -54,14 +54,17 @@ def run(cfg: Config) -> dict[str, Any]:
     val_dir = Path(cfg.validate_.out_dir)
     quarantine, issues, dups = (_read_csv(val_dir / name) for name in _NEEDS)
     review = dec.resolve(dec.read_decisions(cfg.review.decisions), faces, quarantine)
+    dup_of = dict(zip(dups["path"], dups["group"], strict=False))
+    crossing: list[str] = []
+    if s.strategy == "given":  # label-issue verdicts only where split.given_clean says
+        issues = _in_given_splits(issues, faces, s.given, s.given_clean)
+        _, _, crossing = _given_splits(faces.assign(group=_groups(faces, dup_of)), s.given)
     faces, excluded, report = _kept_faces(faces, quarantine, issues, review)
     if faces.empty:
         raise InputError(f"{faces_path}: no face left to split after quarantine and exclusions")
-    dup_of = dict(zip(dups["path"], dups["group"], strict=False))
     faces["group"] = _groups(faces, dup_of)
-    crossing: list[str] = []
     if s.strategy == "given":
-        faces, excluded["no_given_split"], crossing = _given_splits(faces, s.given)
+        faces, excluded["no_given_split"], _ = _given_splits(faces, s.given)
     else:
         faces["split"] = _random_splits(faces, s)
     out = faces[OUT_COLUMNS].astype({c: str for c in OUT_COLUMNS})
@@ -104,6 +107,18 @@ def _random_splits(faces: pd.DataFrame, s: Any) -> list[str]:
 
     fractions = {"train": s.train, "val": s.val, "test": s.test}
     return assign_splits(list(faces["group"]), list(faces["label"]), fractions, s.seed)
+
+
+def _in_given_splits(
+    issues: pd.DataFrame, faces: pd.DataFrame, given: dict[str, str], clean: list[str]
+) -> pd.DataFrame:
+    """The label issues of faces whose given split is in ``clean`` (others keep their labels,
+    so a benchmark's test split stays as published)."""
+    if "usage" not in faces:
+        return issues
+    split_of = dict(zip(faces["face_id"], faces["usage"].astype(str).str.lower().map(given),
+                        strict=True))  # fmt: skip
+    return issues[issues["face_id"].map(split_of).isin(clean)]
 
 
 def _given_splits(

@@ -76,9 +76,11 @@ def model_config(cfg: Config, name: str) -> dict[str, Any]:
 
 
 def train_config(cfg: Config, name: str) -> Any:
-    """The ``train`` section for model ``name``: its ``models.<name>.epochs`` wins."""
-    epochs = cfg.model_spec(name).epochs
-    return cfg.train if epochs is None else cfg.train.model_copy(update={"epochs": epochs})
+    """The ``train`` section for model ``name``: its ``models.<name>`` epochs, lr and batch
+    size win where set (a pretrained body wants a smaller lr than a model from scratch)."""
+    spec = cfg.model_spec(name)
+    own = {k: getattr(spec, k) for k in ("epochs", "lr", "batch_size")}
+    return cfg.train.model_copy(update={k: v for k, v in own.items() if v is not None})
 
 
 def run(

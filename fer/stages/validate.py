@@ -344,7 +344,7 @@ def _label_issues(
         scored["flagged"] = False
         return _empty(ISSUE_COLUMNS), scored, {}
     labels = np.array([CLASSES.index(c) for c in scored["label"]])
-    probs = _out_of_fold_probs(cfg, crops[scored["row"].to_numpy()], labels, scored, dups)
+    probs = _audit_probs(cfg, crops[scored["row"].to_numpy()], labels, scored, faces, dups)
     quality = li.auditor_quality(labels, probs)
     flagged = li.find_label_issues(labels, probs)
     actions, report = _decide_actions(v, labels, probs, flagged, quality, notes)
@@ -368,6 +368,55 @@ def _usable_faces(
     )
     scored = faces.loc[usable, ["face_id", "image_id", "path", "label"]]
     return scored.assign(row=np.flatnonzero(usable)).reset_index(drop=True)
+
+
+def _audit_probs(
+    cfg: Config,
+    small: np.ndarray,
+    labels: np.ndarray,
+    scored: pd.DataFrame,
+    faces: pd.DataFrame,
+    dups: pd.DataFrame,
+) -> np.ndarray:
+    """The auditor's probabilities: the K-fold model's, a pretrained teacher's, or a blend.
+
+    ``validate.teacher`` names a packaged real-face model whose zero-shot probabilities (its
+    emotions pooled into our classes) weigh ``teacher_weight`` against the K-fold model's
+    out-of-fold ones; at weight 1 the K-fold pass is skipped.
+    """
+    v = cfg.validate_
+    if v.teacher == "none" or v.teacher_weight < 1:
+        kfold = _out_of_fold_probs(cfg, small, labels, scored, dups)
+    if v.teacher == "none":
+        return kfold
+    teacher = _teacher_probs(cfg, faces["crop_path"].iloc[scored["row"]].tolist())
+    if v.teacher_weight >= 1:
+        return teacher
+    return (1 - v.teacher_weight) * kfold + v.teacher_weight * teacher
+
+
+def _teacher_probs(cfg: Config, crop_paths: list[str]) -> np.ndarray:
+    """Zero-shot class probabilities of the packaged model ``validate.teacher`` on the crops."""
+    import torch
+
+    from fer.learning.datasets import cpu_threads, load_crops
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.model_resolution import pretrained_model
+
+    torch.set_num_threads(cpu_threads(cfg.train.threads))
+    crops = load_crops(
+        crop_paths, root=Path.cwd(), size=cfg.detect.crop.size,
+        cache_dir=Path(cfg.train.cache_dir), inside=Path(cfg.detect.crops_dir),
+    )  # fmt: skip
+    clf = FaceClassifier.load(pretrained_model(cfg, cfg.validate_.teacher), batch_size=256)
+    probs = np.zeros((len(crop_paths), len(CLASSES)), dtype=np.float64)
+    with bar(total=len(crop_paths), desc=f"teacher {cfg.validate_.teacher}", unit="face") as bar_:
+        for start in range(0, len(crop_paths), 1024):
+            probs[start : start + 1024] = clf.predict_proba(
+                np.asarray(crops.images[start : start + 1024])
+            )
+            bar_.update(min(1024, len(crop_paths) - start))
+    return probs
 
 
 def _out_of_fold_probs(
