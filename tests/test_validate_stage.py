@@ -421,3 +421,40 @@ def test_gate_stops_dvc_repro_before_split(tmp_path) -> None:
     assert "GATE FAILED" in output and "faces.crop_exists" in output
     assert not (tmp_path / "data/splits.parquet").exists()
     assert (tmp_path / "data/validation/report.html").is_file()  # the report explains why
+
+
+def test_pretrained_teacher_alone_replaces_the_k_fold_model(tmp_path, monkeypatch) -> None:
+    """validate.teacher at weight 1: the audit probabilities are the packaged real-face
+    model's zero-shot ones on the crops (no K-fold model is trained)."""
+    import fer.validation.cv_model as cv_model
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.model_resolution import pretrained_model
+
+    build_project(tmp_path, n_faces=30, folds=2)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["validate"].update(teacher="minixception", teacher_weight=1.0, label_action="flag")
+    # The teacher's 7 emotions map into this project's own three folders.
+    params["import"] = {"fer2013": {"angry": "angry", "disgust": "angry", "fear": "angry",
+                                    "sad": "angry", "surprise": "angry", "happy": "happy",
+                                    "neutral": "calm"}}  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+
+    def no_k_fold(*args, **kwargs):
+        raise AssertionError("the K-fold model must not be trained at teacher_weight 1")
+
+    monkeypatch.setattr(cv_model, "out_of_fold_probs", no_k_fold)
+    assert main(["validate"]) == 0
+    issues = pd.read_csv(tmp_path / "data/validation/label_issues.csv", keep_default_na=False)
+    assert len(issues) > 0
+    from fer.config import load_config
+
+    cfg = load_config(tmp_path / "params.yaml")
+    clf = FaceClassifier.load(pretrained_model(cfg, "minixception"))
+    faces = pd.read_parquet(tmp_path / "data/faces.parquet").set_index("face_id")
+    row = issues.iloc[0]
+    crop = cv2.cvtColor(cv2.imread(str(tmp_path / faces.loc[row["face_id"], "crop_path"])),
+                        cv2.COLOR_BGR2RGB)  # fmt: skip
+    expected = clf.predict_proba(crop[None])[0]
+    got = row[["p_positive", "p_negative", "p_neutral"]].to_numpy(dtype=float)
+    assert np.allclose(got, expected, atol=2e-4)
