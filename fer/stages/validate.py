@@ -10,6 +10,7 @@ parts (duplicates, K-fold) are skipped when the gate has already failed.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from fer import CLASSES
 from fer import io as fio
 from fer.errors import GateError
 from fer.progress import bar
+from fer.validation import auditing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,10 +31,6 @@ if TYPE_CHECKING:
     from fer.config import Config
     from fer.validation.duplicates import Fingerprint
 
-ISSUE_COLUMNS = [
-    "face_id", "path", "given_label", "suggested_label", "score", "action",
-    *(f"p_{c}" for c in CLASSES),
-]  # fmt: skip
 DUPLICATE_COLUMNS = ["group", "path", "image_id", "kind"]
 
 
@@ -129,7 +127,7 @@ def _empty_audit(data: Inputs) -> Audit:
     from fer.validation import quarantine
 
     empty_q = quarantine.build_quarantine(data.manifest.head(0), data.detections.head(0))
-    return Audit(empty_q, _empty(DUPLICATE_COLUMNS), _empty(ISSUE_COLUMNS))
+    return Audit(empty_q, _empty(DUPLICATE_COLUMNS), auditing.empty_issues())
 
 
 def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
@@ -153,8 +151,9 @@ def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
         audit.notes.append("duplicates and label issues were skipped because the gate failed")
         return audit
     audit.duplicates = _duplicates(cfg, data.manifest, faces, crop_prints, audit.notes)
-    audit.issues, scored, audit.auditor = _label_issues(
-        cfg, faces, crops, readable, q, audit.duplicates, audit.notes
+    teacher = functools.partial(_teacher_probs, cfg) if cfg.validate_.teacher != "none" else None
+    audit.issues, scored, audit.auditor = auditing.find_issues(
+        cfg, faces, crops, readable, q, audit.duplicates, audit.notes, teacher
     )
     audit.truth_metrics = _score_truth(cfg.truth, data.detections, faces, q, audit.issues, scored)
     return audit
@@ -320,81 +319,6 @@ def _duplicates(
     return pd.DataFrame(rows, columns=DUPLICATE_COLUMNS) if rows else _empty(DUPLICATE_COLUMNS)
 
 
-def _label_issues(
-    cfg: Config,
-    faces: pd.DataFrame,
-    crops: np.ndarray,
-    readable: np.ndarray,
-    q: pd.DataFrame,
-    dups: pd.DataFrame,
-    notes: list[str],
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Out-of-sample probabilities + confident learning over every usable face.
-
-    Returns the flagged faces (``label_issues.csv``), every scored face with its flag, and the
-    auditor's report (its accuracy and calibration, and what was done about a weak auditor or
-    a hit cap). A weak auditor only flags; at most ``max_exclude_fraction`` of the faces are
-    dropped or relabelled.
-    """
-    from fer.validation import label_issues as li
-
-    v = cfg.validate_
-    scored = _usable_faces(faces, readable, set(q["path"]))
-    if len(scored) < 2 * v.folds or scored["label"].nunique() < 2:
-        scored["flagged"] = False
-        return _empty(ISSUE_COLUMNS), scored, {}
-    labels = np.array([CLASSES.index(c) for c in scored["label"]])
-    probs = _audit_probs(cfg, crops[scored["row"].to_numpy()], labels, scored, faces, dups)
-    quality = li.auditor_quality(labels, probs)
-    flagged = li.find_label_issues(labels, probs)
-    actions, report = _decide_actions(v, labels, probs, flagged, quality, notes)
-    scored["flagged"] = flagged
-    issues = _issue_table(scored, labels, probs, actions)[flagged]
-    issues = issues.sort_values(["score", "face_id"], ascending=[False, True])
-    return issues.reset_index(drop=True), scored, report
-
-
-def _usable_faces(
-    faces: pd.DataFrame, readable: np.ndarray, quarantined: set[str]
-) -> pd.DataFrame:
-    """Faces the auditor scores: readable, not quarantined, with a known label (``row``: index
-    into ``faces``)."""
-    usable = np.array(
-        [
-            (p not in quarantined) and ok and (lab in CLASSES)
-            for p, ok, lab in zip(faces["path"], readable, faces["label"], strict=True)
-        ],
-        dtype=bool,
-    )
-    scored = faces.loc[usable, ["face_id", "image_id", "path", "label"]]
-    return scored.assign(row=np.flatnonzero(usable)).reset_index(drop=True)
-
-
-def _audit_probs(
-    cfg: Config,
-    small: np.ndarray,
-    labels: np.ndarray,
-    scored: pd.DataFrame,
-    faces: pd.DataFrame,
-    dups: pd.DataFrame,
-) -> np.ndarray:
-    """The auditor's probabilities: the K-fold model's, a pretrained teacher's, or a blend.
-
-    ``validate.teacher`` names a packaged real-face model whose zero-shot probabilities (its
-    emotions pooled into our classes) weigh ``teacher_weight`` against the K-fold model's
-    out-of-fold ones; at weight 1 the K-fold pass is skipped.
-    """
-    v = cfg.validate_
-    if v.teacher == "none" or v.teacher_weight < 1:
-        kfold = _out_of_fold_probs(cfg, small, labels, scored, dups)
-    if v.teacher == "none":
-        return kfold
-    teacher = _teacher_probs(cfg, faces["crop_path"].iloc[scored["row"]].tolist())
-    if v.teacher_weight >= 1:
-        return teacher
-    return (1 - v.teacher_weight) * kfold + v.teacher_weight * teacher
-
-
 def _teacher_probs(cfg: Config, crop_paths: list[str]) -> np.ndarray:
     """Zero-shot class probabilities of the packaged model ``validate.teacher`` on the crops."""
     import torch
@@ -417,86 +341,6 @@ def _teacher_probs(cfg: Config, crop_paths: list[str]) -> np.ndarray:
             )
             bar_.update(min(1024, len(crop_paths) - start))
     return probs
-
-
-def _out_of_fold_probs(
-    cfg: Config, crops: np.ndarray, labels: np.ndarray, scored: pd.DataFrame, dups: pd.DataFrame
-) -> np.ndarray:
-    """K-fold small-CNN probabilities, each face predicted by a model that never saw it (nor
-    its duplicates)."""
-    from fer.validation import cv_model
-
-    v = cfg.validate_
-    group_of = dict(zip(dups["path"], dups["group"], strict=False))
-    groups = [group_of.get(p, i) for p, i in zip(scored["path"], scored["image_id"], strict=True)]
-    settings = cv_model.CVSettings(
-        folds=v.folds, epochs=v.cv_epochs, seed=v.seed, input_size=v.cv_input_size
-    )
-    with bar(total=v.folds, desc="K-fold label check", unit="fold") as progress:
-        return cv_model.out_of_fold_probs(
-            crops, labels, len(CLASSES), settings, groups=groups,
-            on_fold=lambda done, total: progress.update(1),
-        )  # fmt: skip
-
-
-def _decide_actions(
-    v: Any,
-    labels: np.ndarray,
-    probs: np.ndarray,
-    flagged: np.ndarray,
-    quality: dict[str, Any],
-    notes: list[str],
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """``label_action`` for the flagged faces, unless the auditor is too weak or the cap hit."""
-    from fer.validation import label_issues as li
-
-    distrust = li.distrust_reason(
-        quality, min_accuracy=v.min_auditor_accuracy, max_ece=v.max_auditor_ece
-    )
-    action = "flag" if distrust else v.label_action
-    if distrust and v.label_action != "flag":
-        notes.append(f"label issues only flagged, not {v.label_action}d: {distrust}")
-    suggested = probs.argmax(axis=1)
-    confidence = probs[np.arange(len(probs)), suggested]
-    actions = li.decide_actions(flagged, confidence, action, v.relabel_threshold)
-    limit = int(v.max_exclude_fraction * len(labels))
-    actions, capped = li.cap_actions(actions, li.issue_scores(labels, probs), limit)
-    if capped:
-        notes.append(
-            f"validate.max_exclude_fraction {v.max_exclude_fraction:g} reached: {capped} more "
-            f"suspect face(s) only flagged (at most {limit} of {len(labels)} acted on)"
-        )
-    report = {
-        **quality,
-        "trusted": not distrust,
-        "action": action,
-        "flagged": int(flagged.sum()),
-        "flagged_fraction": round(float(flagged.mean()), 4),
-        "acted_on": int(np.isin(actions, ["exclude", "relabel"]).sum()),
-        "capped": capped,
-    }
-    return actions, report
-
-
-def _issue_table(
-    scored: pd.DataFrame, labels: np.ndarray, probs: np.ndarray, actions: np.ndarray
-) -> pd.DataFrame:
-    """One row per scored face: the suggestion, its score, the action and the probabilities."""
-    import pandas as pd
-
-    from fer.validation import label_issues as li
-
-    return pd.DataFrame(
-        {
-            "face_id": scored["face_id"],
-            "path": scored["path"],
-            "given_label": scored["label"],
-            "suggested_label": [CLASSES[k] for k in probs.argmax(axis=1)],
-            "score": np.round(li.issue_scores(labels, probs), 6),
-            "action": actions,
-            **{f"p_{c}": np.round(probs[:, k], 4) for k, c in enumerate(CLASSES)},
-        }
-    )
 
 
 def _score_truth(
