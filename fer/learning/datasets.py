@@ -79,7 +79,7 @@ def load_crops(
         inside: the folder every crop must lie in (``detect.crops_dir``); a path resolving
             elsewhere is never read and is reported as ``outside_crops_dir``.
     """
-    from fer.progress import bar
+    from fer.progress import bar, enabled
 
     blobs: list[bytes | None] = []
     problems: dict[int, str] = {}
@@ -111,7 +111,8 @@ def load_crops(
                 return CropSet(images=images, ok=ok, problems=bad, key=key)
 
     images = np.zeros((n, size, size, 3), dtype=np.uint8)
-    for i, data in enumerate(bar(blobs, desc="decode crops", unit="crop", disable=not progress)):
+    show = progress and enabled()
+    for i, data in enumerate(bar(blobs, desc="decode crops", unit="crop", disable=not show)):
         if data is None:
             continue
         rgb = _decode(data, size)

@@ -89,7 +89,7 @@ def run(cfg: Config) -> dict[str, Any]:
     columns_ok = not any(r.check == "columns" and not r.success for r in results)
     if columns_ok:
         audit = _audit(cfg, data, gate_failed=bool(blocking))
-        facts = audit.facts(cfg.validate_.label_action)
+        facts = audit.facts(audit.auditor.get("action", cfg.validate_.label_action))
     else:
         audit = _empty_audit(data)
         audit.notes.append(
