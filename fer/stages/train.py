@@ -178,7 +178,32 @@ def _build_net(cfg: Config, name: str, spec: InputSpec, device: str) -> nn.Modul
         cfg.architecture(name), cfg.model_spec(name), num_classes=len(CLASSES),
         input_size=spec.size, emotion_classes=emotion_classes(cfg.import_.fer2013, cfg.taxonomy),
     )  # fmt: skip
+    freeze(net, cfg.model_spec(name).freeze, name)
     return net.to(device)
+
+
+def freeze(net: nn.Module, prefixes: list[str], name: str) -> int:
+    """Stop training the parameters under ``models.<name>.freeze`` (module-name prefixes);
+    returns how many tensors were frozen.
+
+    Fine-tuning a pretrained model's upper layers only: on a CPU the first layers, at full
+    resolution, cost most of the backward pass, and they hold the most generic features.
+
+    Raises:
+        ConfigError: a prefix that names no parameter (a typo would silently train it all).
+    """
+    named = dict(net.named_parameters())
+    frozen = 0
+    for prefix in prefixes:
+        hits = [k for k in named if k == prefix or k.startswith(prefix + ".")]
+        if not hits:
+            raise ConfigError(
+                f"models.{name}.freeze: {prefix!r} names no layer (e.g. {next(iter(named))!r})"
+            )
+        for k in hits:
+            named[k].requires_grad_(False)
+        frozen += len(hits)
+    return frozen
 
 
 def _start_state(
