@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 SETTINGS_ENV = "FER_API_SETTINGS"
 """How `fer api` hands :class:`ApiSettings` (JSON) to the worker processes uvicorn starts."""
 RAW_TYPES = ("application/octet-stream",)
+DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and discarded
+DRAIN_SECONDS = 5.0  # ... within this time; beyond either, its connection is closed
 log = logging.getLogger("uvicorn.error")  # uvicorn configures it: our lines join its log
 
 Scope = dict[str, Any]
@@ -114,16 +116,17 @@ def settings_from_config(
 
 
 class ApiError(Exception):
-    """A request the API refuses: HTTP ``status``, a short ``error`` reason and a ``detail``."""
+    """A request the API refuses: HTTP ``status``, a short ``error`` reason and a ``detail``;
+    ``close`` ends the connection after the answer (a body left unread)."""
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(self, status: int, error: str, detail: str, *, close: bool = False) -> None:
         super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
+        self.status, self.error, self.detail, self.close = status, error, detail, close
 
 
-def error_response(status: int, error: str, detail: str) -> JSONResponse:
-    """The JSON error body; the connection is closed after refusing a body (413, 408)."""
-    headers = {"Connection": "close"} if status in (408, 413) else None
+def error_response(status: int, error: str, detail: str, *, close: bool = False) -> JSONResponse:
+    """The JSON error body ``{"error", "detail"}``."""
+    headers = {"Connection": "close"} if close else None
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -209,9 +212,12 @@ def _limit_threads(workers: int) -> None:
 class RequestGuard:
     """Refuse oversized bodies before reading them, count streamed ones, cap requests in flight.
 
-    A Content-Length over the limit is answered 413 at once (the body is never received); a
-    body without one (chunked) is counted as it arrives and cut with 413 when it passes the
-    limit. More than ``max_concurrency`` requests in progress get 503.
+    A Content-Length over the limit is answered 413 at once: the body is never received into
+    memory. A body without one (chunked) is counted as it arrives and cut with 413 when it passes
+    the limit. Either way, up to :data:`DRAIN_FACTOR` times the limit is then discarded as it
+    arrives, so that a client that sends its whole body before reading (most do) gets the 413
+    instead of a reset connection; a larger body has its connection closed. More than
+    ``max_concurrency`` requests in progress get 503.
     """
 
     def __init__(self, app: Any, *, max_bytes: int, max_concurrency: int) -> None:
@@ -238,9 +244,12 @@ class RequestGuard:
             try:
                 length = int(lengths[0])
             except ValueError:
-                return error_response(400, "bad_request", "invalid Content-Length")
+                return error_response(400, "bad_request", "invalid Content-Length", close=True)
             if length > self.max_bytes:
-                return error_response(413, "too_large", self._too_large(f"{length} bytes"))
+                # Kept open, uvicorn discards a body it was not asked for as it arrives.
+                close = length > DRAIN_FACTOR * self.max_bytes
+                detail = self._too_large(f"{length} bytes")
+                return error_response(413, "too_large", detail, close=close)
         if self.active >= self.max_concurrency:
             return error_response(
                 503, "busy", f"{self.active} requests in progress; retry shortly"
@@ -259,10 +268,27 @@ class RequestGuard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise ApiError(413, "too_large", self._too_large(f"more than {seen} bytes"))
+                    ended = await self._drain(receive, message)
+                    detail = self._too_large(f"more than {self.max_bytes} bytes")
+                    raise ApiError(413, "too_large", detail, close=not ended)
             return message
 
         return counted
+
+    async def _drain(self, receive: Receive, message: dict[str, Any]) -> bool:
+        """Discard the rest of an oversized body, up to DRAIN_FACTOR times the limit and
+        DRAIN_SECONDS; True when the body ended (the connection can stay open)."""
+        budget = DRAIN_FACTOR * self.max_bytes
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while message.get("more_body", False):
+                    message = await receive()
+                    budget -= len(message.get("body", b""))
+                    if message["type"] != "http.request" or budget < 0:
+                        return False
+        except TimeoutError:
+            return False
+        return True
 
 
 # --- reading requests --------------------------------------------------------------------------
@@ -279,7 +305,8 @@ async def read_body(request: Request, timeout_s: float) -> bytes:
         async with asyncio.timeout(timeout_s):
             body = await request.body()
     except TimeoutError:
-        raise ApiError(408, "timeout", f"body not received within {timeout_s:g} s") from None
+        detail = f"body not received within {timeout_s:g} s"
+        raise ApiError(408, "timeout", detail, close=True) from None
     if not body:
         raise ApiError(400, "empty_body", "the request has no body")
     return body
@@ -295,7 +322,8 @@ async def image_from_request(request: Request, settings: ApiSettings) -> bytes:
             async with asyncio.timeout(settings.body_timeout_s):
                 return await _multipart_image(request, settings)
         except TimeoutError:
-            raise ApiError(408, "timeout", "body not received in time") from None
+            detail = f"body not received within {settings.body_timeout_s:g} s"
+            raise ApiError(408, "timeout", detail, close=True) from None
     raise ApiError(
         415,
         "unsupported_media_type",
@@ -477,7 +505,7 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.error, exc.detail)
+        return error_response(exc.status, exc.error, exc.detail, close=exc.close)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
