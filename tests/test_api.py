@@ -192,6 +192,32 @@ def test_pyfunc_allow_list(
     assert list(out["error"].str.split(":").str[0]) == ["bad_input", "bad_input"]
 
 
+def test_pyfunc_survives_concurrent_calls(model_dir: Path, photo: bytes, tmp_path: Path) -> None:
+    """`mlflow models serve` calls predict from a thread pool; OpenCV's detector network
+    crashed the process (SIGSEGV) when two threads ran it at once. In a subprocess, so that a
+    crash fails this test instead of ending the test run."""
+    (tmp_path / "photo.jpg").write_bytes(photo)
+    script = (
+        "import base64, sys, types\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "import pandas as pd\n"
+        "from fer.prediction.serving import FacePyfunc\n"
+        "m = FacePyfunc()\n"
+        "m.load_context(types.SimpleNamespace(artifacts={'weights': sys.argv[1]}))\n"
+        "b64 = base64.b64encode(open(sys.argv[2], 'rb').read()).decode()\n"
+        "df = pd.DataFrame({'image': [b64]})\n"
+        "with ThreadPoolExecutor(8) as pool:\n"
+        "    out = list(pool.map(lambda _: m.predict(None, df), range(16)))\n"
+        "print(sorted({o['error'][0] for o in out}), len(out))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(model_dir / "model.pt"), str(tmp_path / "photo.jpg")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    assert res.stdout.strip().splitlines()[-1] == "[''] 16"
+
+
 # --- `fer api` over real HTTP --------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ import binascii
 import io
 import json
 import os
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,10 @@ MAX_FILE_BYTES = 64 * 1024 * 1024  # an allow-listed file larger than this is re
 IMAGE_DIR_ENV = "FER_IMAGE_DIR"
 """Set to a folder to let the pyfunc read images named by a path inside it (else never)."""
 DETECTOR_ARTIFACT = "detector_0"
+_INFERENCE = threading.Lock()
+"""OpenCV's DNN detector crashes the process (SIGSEGV) when one network runs on several threads
+at once, and `mlflow models serve` calls predict from a thread pool: detection and
+classification run one call at a time per process (decoding still overlaps)."""
 
 
 def pip_requirements() -> list[str]:
@@ -199,7 +204,8 @@ class FacePyfunc:
             try:
                 data = image_bytes(value, image_dir=image_dir)
                 rgb = load_rgb(data, max_pixels=self.max_pixels)
-                faces = analyze_image(rgb, self.detector, self.classifier, self.crop_cfg)
+                with _INFERENCE:
+                    faces = analyze_image(rgb, self.detector, self.classifier, self.crop_cfg)
                 faces_out.append(json.dumps(faces))
                 errors.append("")
             except DecodeError as exc:
