@@ -17,8 +17,10 @@ their header (``max_image_pixels``, 413) before any pixel is decoded. Every erro
 ``{"error": reason, "detail": text}``; no traceback reaches a client.
 
 Each worker process loads the model once (:func:`create_app` is uvicorn's app factory) and runs
-inference on one thread of its own, off the event loop, so requests queue instead of multiplying
-memory; at most ``max_concurrency`` requests are in progress per worker (503 beyond).
+it off the event loop (:class:`Runner`): detection and classification on one thread of its own
+(OpenCV's detector network is not thread-safe), decoding on two, with at most two images held
+decoded, so waiting requests queue instead of multiplying memory; at most ``max_concurrency``
+requests are in progress per worker (503 beyond).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 SETTINGS_ENV = "FER_API_SETTINGS"
 """How `fer api` hands :class:`ApiSettings` (JSON) to the worker processes uvicorn starts."""
 RAW_TYPES = ("application/octet-stream",)
+DECODERS = 2  # images decoded at once per worker (and held decoded: bounds the memory)
 DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and discarded
 DRAIN_SECONDS = 5.0  # ... within this time; beyond either, its connection is closed
 log = logging.getLogger("uvicorn.error")  # uvicorn configures it: our lines join its log
@@ -155,15 +159,14 @@ class Engine:
         self.detector = create_detector(self.classifier.detector_settings(default=params))
         preload()
 
-    def faces(self, data: bytes) -> list[dict[str, Any]]:
-        """The face records of one encoded image.
+    def decode(self, data: bytes) -> np.ndarray:
+        """The RGB pixels of one encoded image (thread-safe).
 
         Raises:
             DecodeError: not a usable image (``reason`` says why; ``too_small`` when a side is
                 below ``min_image_side``).
         """
         from fer.data.images import DecodeError, load_rgb
-        from fer.prediction.inference import analyze_image
 
         rgb = load_rgb(data, max_pixels=self.settings.max_image_pixels)
         height, width = rgb.shape[:2]
@@ -173,26 +176,76 @@ class Engine:
                 f"<bytes>: {width}x{height} image; each side must be at least "
                 f"{self.settings.min_image_side} px",
             )
+        return rgb
+
+    def analyze(self, rgb: np.ndarray) -> list[dict[str, Any]]:
+        """The face records of one image (detector and classifier: one thread at a time)."""
+        from fer.prediction.inference import analyze_image
+
         return analyze_image(rgb, self.detector, self.classifier, self.crop)
 
-    def rows(self, values: list[Any]) -> list[dict[str, str]]:
-        """One ``{"faces": "<JSON>", "error"}`` per cell, as the MLflow pyfunc answers."""
+    def cell_bytes(self, value: Any) -> bytes:
+        """The image bytes of one ``/invocations`` cell (base64, or a file in ``image_dir``).
+
+        Raises:
+            DecodeError: reason ``bad_input`` (as the pyfunc words it).
+        """
         from fer.data.images import DecodeError
         from fer.prediction.serving import image_bytes
 
-        image_dir = self.settings.image_dir
+        try:
+            return image_bytes(
+                value, image_dir=self.settings.image_dir, max_bytes=self.settings.max_request_bytes
+            )
+        except ValueError as exc:
+            raise DecodeError("bad_input", str(exc)) from None
+
+
+class Runner:
+    """Runs the engine off the event loop: images are decoded on ``DECODERS`` threads and
+    analysed on one, and at most ``DECODERS`` images are held decoded at a time (memory stays
+    bounded however many requests wait)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-inference")
+        self.decoders = ThreadPoolExecutor(max_workers=DECODERS, thread_name_prefix="fer-decode")
+        self.gate = asyncio.Semaphore(DECODERS)
+
+    async def _run(self, pool: ThreadPoolExecutor, func: Callable[..., Any], *args: Any) -> Any:
+        from fer.data.images import DecodeError
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
+        except DecodeError:
+            raise
+        except Exception:
+            log.exception("inference failed")
+            raise ApiError(500, "internal", "internal server error (logged)") from None
+
+    async def faces(self, data: bytes) -> list[dict[str, Any]]:
+        """The face records of one encoded image; raises ``DecodeError``."""
+        async with self.gate:
+            rgb = await self._run(self.decoders, self.engine.decode, data)
+            return await self._run(self.inference, self.engine.analyze, rgb)
+
+    async def rows(self, cells: list[Any]) -> list[dict[str, str]]:
+        """One ``{"faces": "<JSON>", "error"}`` per cell, worded as the MLflow pyfunc does."""
+        from fer.data.images import DecodeError
+
         out = []
-        for value in values:
+        for cell in cells:
             try:
-                data = image_bytes(
-                    value, image_dir=image_dir, max_bytes=self.settings.max_request_bytes
-                )
-                out.append({"faces": json.dumps(self.faces(data)), "error": ""})
+                data = await self._run(self.decoders, self.engine.cell_bytes, cell)
+                out.append({"faces": json.dumps(await self.faces(data)), "error": ""})
             except DecodeError as exc:
                 out.append({"faces": "[]", "error": f"{exc.reason}: {exc}"})
-            except ValueError as exc:
-                out.append({"faces": "[]", "error": f"bad_input: {exc}"})
         return out
+
+    def shutdown(self) -> None:
+        """Stop the threads (after the requests in progress)."""
+        self.decoders.shutdown(wait=True, cancel_futures=True)
+        self.inference.shutdown(wait=True, cancel_futures=True)
 
 
 def _limit_threads(workers: int) -> None:
@@ -410,12 +463,12 @@ def create_app(settings: ApiSettings | None = None, engine: Engine | None = None
     settings = settings or ApiSettings.from_env()
     _limit_threads(settings.workers)
     engine = engine or Engine(settings)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-inference")
+    runner = Runner(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        pool.shutdown(wait=True, cancel_futures=True)
+        runner.shutdown()
 
     app = FastAPI(title="fer", summary="Facial-expression recognition", lifespan=lifespan)
     app.add_middleware(
@@ -424,24 +477,18 @@ def create_app(settings: ApiSettings | None = None, engine: Engine | None = None
         max_concurrency=settings.max_concurrency,
     )
     _handlers(app)
-
-    async def infer(func: Callable[..., Any], *args: Any) -> Any:
-        from fer.data.images import DecodeError
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, func, *args)
-        except DecodeError as exc:
-            detail = str(exc).removeprefix("<bytes>: ")
-            if exc.reason == "decompression_bomb":
-                limit = f"over the limit of {settings.max_image_pixels} pixels"
-                raise ApiError(413, exc.reason, f"{limit} ({detail})") from None
-            raise ApiError(422, exc.reason, detail) from None
-        except Exception:
-            log.exception("inference failed")
-            raise ApiError(500, "internal", "internal server error (logged)") from None
-
-    _routes(app, settings, engine, infer)
+    _routes(app, settings, runner)
     return app
+
+
+def decode_error(exc: Exception, settings: ApiSettings) -> ApiError:
+    """The HTTP error for an image that cannot be used (413 for a decompression bomb)."""
+    reason = getattr(exc, "reason", "corrupt")
+    detail = str(exc).removeprefix("<bytes>: ")
+    if reason == "decompression_bomb":
+        limit = f"over the limit of {settings.max_image_pixels} pixels"
+        return ApiError(413, reason, f"{limit} ({detail})")
+    return ApiError(422, reason, detail)
 
 
 _PREDICT_BODY = {
@@ -468,8 +515,11 @@ _INVOCATIONS_BODY = {
 }
 
 
-def _routes(app: FastAPI, settings: ApiSettings, engine: Engine, infer: Any) -> None:
-    health = {"status": "ok", "model": settings.model_source, "arch": engine.classifier.arch}
+def _routes(app: FastAPI, settings: ApiSettings, runner: Runner) -> None:
+    from fer.data.images import DecodeError
+
+    arch = runner.engine.classifier.arch
+    health = {"status": "ok", "model": settings.model_source, "arch": arch}
 
     @app.get("/health")
     async def get_health() -> dict[str, Any]:
@@ -484,7 +534,10 @@ def _routes(app: FastAPI, settings: ApiSettings, engine: Engine, infer: Any) -> 
     async def predict(request: Request) -> dict[str, Any]:
         """Faces, boxes and expression probabilities of one image."""
         data = await image_from_request(request, settings)
-        return {"faces": await infer(engine.faces, data)}
+        try:
+            return {"faces": await runner.faces(data)}
+        except DecodeError as exc:
+            raise decode_error(exc, settings) from None
 
     @app.post("/invocations", openapi_extra=_INVOCATIONS_BODY)
     async def invocations(request: Request) -> dict[str, Any]:
@@ -497,7 +550,7 @@ def _routes(app: FastAPI, settings: ApiSettings, engine: Engine, infer: Any) -> 
             )
         body = await read_body(request, settings.body_timeout_s)
         cells = invocation_cells(body, settings.max_rows)
-        return {"predictions": await infer(engine.rows, cells)}
+        return {"predictions": await runner.rows(cells)}
 
 
 def _handlers(app: FastAPI) -> None:
