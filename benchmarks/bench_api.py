@@ -6,7 +6,8 @@ Measured in one run, client and servers on 127.0.0.1, on whatever cores the mach
 - ``--requests`` requests (default 300) at ``--concurrency`` (default 8), one 640×480 JPEG with
   one face, to ``fer api`` with each of ``--workers`` (default 1 and 2): ``POST /predict``
   (raw bytes) and, with one worker, ``POST /invocations`` (base64 JSON, what MLflow's clients
-  send); req/s, p50/p95 latency, errors (any non-200 or a wrong answer);
+  send); req/s, p50/p95 latency, errors (any non-200 or a wrong answer); every server in turn,
+  ``--rounds`` times (default 2), so that the drifting load of a shared machine hits all alike;
 - memory: ``--memory-requests`` (default 3,000) to ``fer api --workers 1``, RSS and USS of the
   server's process tree before the first and after every ``--memory-every`` (1,000) requests;
 - ``mlflow models serve`` of the same logged pyfunc (``POST /invocations``, one worker), unless
@@ -183,30 +184,36 @@ def mlflow_serve(model: Path, port: int) -> list[str]:
 
 
 def bench_throughput(args: argparse.Namespace, model: Path, jpeg: bytes, tmp: Path) -> list[dict]:
-    """``fer api`` with each worker count (and mlflow's server), under the same load."""
+    """``fer api`` with each worker count, and mlflow's server, all started at once and loaded
+    in turn for ``--rounds`` rounds (the other servers idle meanwhile): on a shared machine the
+    load of other jobs drifts, and interleaving spreads that drift over every server alike."""
     from fer.ui import free_port
 
-    rows = []
-    for workers in args.workers:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with server(fer_api(model, port, workers), f"{url}/health", tmp / f"api{workers}.log"):
-            kinds = ("predict", "invocations") if workers == 1 else ("predict",)
-            for kind in kinds:
-                load = Load(f"{url}/{kind}", kind, jpeg, args.concurrency)
-                load.run(args.warmup)
-                rows.append({"server": f"fer api --workers {workers}", "endpoint": f"/{kind}",
+    loads: list[tuple[str, str, Load]] = []
+    with contextlib.ExitStack() as stack:
+        for workers in args.workers:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            stack.enter_context(
+                server(fer_api(model, port, workers), f"{url}/health", tmp / f"api{workers}.log")
+            )
+            for kind in ("predict", "invocations") if workers == 1 else ("predict",):
+                loads.append((f"fer api --workers {workers}", f"/{kind}",
+                              Load(f"{url}/{kind}", kind, jpeg, args.concurrency)))  # fmt: skip
+        if not args.skip_mlflow:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            stack.enter_context(server(mlflow_serve(model, port), f"{url}/ping", tmp / "ml.log"))
+            load = Load(f"{url}/invocations", "invocations", jpeg, args.concurrency)
+            loads.append(("mlflow models serve -w 1", "/invocations", load))
+        for _, _, load in loads:
+            load.run(args.warmup)
+        rows = []
+        for rnd in range(1, args.rounds + 1):
+            for name, endpoint, load in loads:
+                rows.append({"round": rnd, "server": name, "endpoint": endpoint,
                              **load.run(args.requests)})  # fmt: skip
                 print(_row(rows[-1]), flush=True)
-    if not args.skip_mlflow:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with server(mlflow_serve(model, port), f"{url}/ping", tmp / "mlflow.log"):
-            load = Load(f"{url}/invocations", "invocations", jpeg, args.concurrency)
-            load.run(args.warmup)
-            rows.append({"server": "mlflow models serve -w 1", "endpoint": "/invocations",
-                         **load.run(args.requests)})  # fmt: skip
-            print(_row(rows[-1]), flush=True)
     return rows
 
 
@@ -234,7 +241,8 @@ def bench_memory(args: argparse.Namespace, model: Path, jpeg: bytes, tmp: Path) 
 
 
 def _row(r: dict[str, Any]) -> str:
-    return (f"{r['server']:<26} {r['endpoint']:<13} {r['req_per_s']:>6.1f} req/s  "
+    return (f"round {r['round']}  {r['server']:<26} {r['endpoint']:<13} "
+            f"{r['req_per_s']:>6.1f} req/s  "
             f"p50 {r['p50_ms']:>6.1f} ms  p95 {r['p95_ms']:>6.1f} ms  errors {r['errors']}  "
             f"({r['requests']} in {r['seconds']} s; {r['load']})")  # fmt: skip
 
@@ -246,6 +254,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per server")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--memory-requests", type=int, default=3000)
     parser.add_argument("--memory-every", type=int, default=1000)
