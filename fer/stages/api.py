@@ -64,6 +64,11 @@ def run(
         "host": host,
         "port": port,
         "server_header": False,
+        # h11 on every install (httptools would be picked when present): request heads are
+        # capped at 16 KiB, and an unread body is discarded as the drain in
+        # fer.prediction.api.RequestGuard expects.
+        "http": "h11",
+        "h11_max_incomplete_event_size": 16 * 1024,
         "timeout_keep_alive": 5,
         "timeout_graceful_shutdown": 10,
     }
