@@ -452,6 +452,44 @@ def test_server_survived_everything(server: dict, photo: bytes) -> None:
     assert "Traceback" not in server["log"].read_text()
 
 
+def test_app_factory_builds_from_the_environment(
+    model_dir: Path, photo: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fer api --workers N` hands the settings to each worker process through the
+    environment, where uvicorn calls the factory: here uvicorn runs it on a thread."""
+    import threading
+
+    import uvicorn
+
+    from fer.config import load_config
+    from fer.prediction import api
+
+    cfg = load_config(REPO / "params.yaml")
+    settings = api.settings_from_config(cfg, model_dir, "models:/x@y", workers=2, max_rows=1)
+    monkeypatch.setenv(api.SETTINGS_ENV, settings.to_json())
+    assert api.ApiSettings.from_env() == settings
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        "fer.prediction.api:create_app", factory=True, host="127.0.0.1", port=port,
+        http="h11", log_level="warning",
+    ))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            assert client.get("/health").json()["model"] == "models:/x@y"
+            rows = [{"image": base64.b64encode(photo).decode()}] * 2
+            resp = client.post("/invocations", json={"dataframe_records": rows})
+            assert resp.status_code == 413 and resp.json()["error"] == "too_many_rows"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 def test_fer_api_stops_with_one_line_when_the_model_does_not_resolve(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

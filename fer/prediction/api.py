@@ -549,7 +549,8 @@ def _routes(app: FastAPI, settings: ApiSettings, runner: Runner) -> None:
                 f"Content-Type {media_type(request) or '(none)'!r}: send application/json",
             )
         body = await read_body(request, settings.body_timeout_s)
-        cells = invocation_cells(body, settings.max_rows)
+        # Parsing up to max_request_bytes of JSON takes tens of ms: not on the event loop.
+        cells = await asyncio.to_thread(invocation_cells, body, settings.max_rows)
         return {"predictions": await runner.rows(cells)}
 
 
