@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fer",
         description="Facial-expression recognition pipeline: sample → ingest → detect → "
-        "validate → split → train → evaluate → predict.",
+        "validate → split → train → evaluate → predict (or serve: api).",
     )
     parser.add_argument(
         "--params", type=Path, default=None, help="params file (default: ./params.yaml)"
@@ -90,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the JSON contract to stdout")
 
+    p = sub.add_parser("api", parents=[common], help="serve a model over HTTP (FastAPI)")
+    p.add_argument("--model", help="model dir, MLflow model URI (default: predict.model)")
+    p.add_argument("--host", help="address to bind (default: api.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default: api.port, 8000)")
+    p.add_argument("--workers", type=int, help="processes (default: api.workers, 1)")
+    p.add_argument(
+        "--max-bytes", type=int, metavar="N",
+        help="largest request body in bytes (default: api.max_request_bytes, 10 MiB)",
+    )  # fmt: skip
+
     p = sub.add_parser(
         "pipeline", parents=[common], help="run the whole pipeline as a Prefect flow"
     )
@@ -142,6 +152,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "run",
         ("paths", "model", "out", "json", "camera", "show", "detect_with"),
     ),
+    "api": ("fer.stages.api", "run", ("model", "host", "port", "workers", "max_bytes")),
     "pipeline": ("flows.launcher", "run", ("models", "force", "params")),
     "serve": ("flows.serve", "run", ("cron",)),
     "ui": ("fer.ui", "run", ("host", "mlflow_port", "prefect_port")),

@@ -395,6 +395,21 @@ class PredictConfig(Section):
     detect_every: Annotated[int, Field(ge=1)] = 1
 
 
+class ApiConfig(Section):
+    """`fer api`: the HTTP endpoint of a model, and the limits it enforces on requests."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    workers: Annotated[int, Field(ge=1)] = 1
+    max_request_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    min_image_side: Annotated[int, Field(ge=1)] = 16
+    max_rows: Annotated[int, Field(ge=1)] = 32
+    max_concurrency: Annotated[int, Field(ge=1)] = 32
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    image_dir: Path | None = None
+
+
 class TrackingConfig(Section):
     """MLflow: where runs, artifacts and the registry live."""
 
@@ -421,6 +436,7 @@ class Config(Section):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     evaluate: EvaluateConfig = EvaluateConfig()
     predict: PredictConfig = PredictConfig()
+    api: ApiConfig = ApiConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

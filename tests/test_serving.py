@@ -69,6 +69,7 @@ def test_pyfunc_predicts_every_input_kind(trained: dict, monkeypatch: pytest.Mon
 
     monkeypatch.chdir(trained["root"])
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("FER_IMAGE_DIR", str(trained["root"]))  # paths are read only inside it
     mlflow.set_tracking_uri("sqlite:///mlflow.db")
     model = mlflow.pyfunc.load_model("models:/fer-classifier@champion")
     sig = model.metadata.signature

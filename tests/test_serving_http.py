@@ -99,7 +99,7 @@ def test_registry_uris_and_fallback(project: tuple[Path, Config], no_env_uri: No
         resolve_model(cfg, "models:/fer-classifier@nosuchalias")
     with pytest.raises(ModelError, match=r"runs:/0123456789abcdef/model"):
         resolve_model(cfg, "runs:/0123456789abcdef/model")
-    # Without a champion, the default falls back to the locally trained model (cwd-relative).
+    # Without a champion, the default fails in one line naming it: never a silent switch...
     bare = cfg.model_copy(
         update={
             "predict": cfg.predict.model_copy(update={"model": "models:/no-such-model@champion"}),
@@ -108,7 +108,13 @@ def test_registry_uris_and_fallback(project: tuple[Path, Config], no_env_uri: No
             ),
         }
     )
-    resolved = resolve_model(bare, None)
+    with pytest.raises(ModelError, match=r"predict.model models:/no-such-model@champion"):
+        resolve_model(bare, None)
+    # ... unless the user named a fallback.
+    chosen = bare.model_copy(
+        update={"predict": bare.predict.model_copy(update={"fallback": "baseline"})}
+    )
+    resolved = resolve_model(chosen, None)
     assert (resolved.how, resolved.path) == ("fallback", root / "models" / "baseline")
 
 

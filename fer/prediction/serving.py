@@ -6,10 +6,14 @@ ships the ``fer`` package, so ``mlflow.pyfunc.load_model(uri).predict(df)`` work
 process and behind ``mlflow models serve``. This module never imports mlflow: fer/tracking.py,
 which logs the model, makes :class:`FacePyfunc` an ``mlflow.pyfunc.PythonModel`` then.
 
-Input: a DataFrame with column ``image`` holding base64 text, raw bytes or a file path (one
-image per row). Output: a DataFrame with one row per input, ``faces`` (JSON list of
-``{"box": [x, y, w, h], "score", "probs": {"positive", "negative", "neutral"}, "label"}``) and
-``error`` ("" or ``<reason>: <message>``); a bad image never fails the other rows.
+Input: a DataFrame with column ``image`` holding base64 text (a data URL too) or raw bytes, one
+image per row. A row is read as a server file path only when ``FER_IMAGE_DIR`` names a folder
+and the path resolves inside it (:func:`image_bytes`); otherwise no file is ever touched and
+path-like text is invalid base64 (``bad_input``).
+
+Output: a DataFrame with one row per input, ``faces`` (JSON list of ``{"box": [x, y, w, h],
+"score", "probs": {"positive", "negative", "neutral"}, "label"}``) and ``error`` ("" or
+``<reason>: <message>``); a bad image never fails the other rows.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import base64
 import binascii
 import io
 import json
+import os
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +49,14 @@ REQUIREMENTS = (
     "tqdm",
 )
 MAX_PATH_LEN = 4096
+MAX_FILE_BYTES = 64 * 1024 * 1024  # an allow-listed file larger than this is refused
+IMAGE_DIR_ENV = "FER_IMAGE_DIR"
+"""Set to a folder to let the pyfunc read images named by a path inside it (else never)."""
 DETECTOR_ARTIFACT = "detector_0"
+_INFERENCE = threading.Lock()
+"""OpenCV's DNN detector crashes the process (SIGSEGV) when one network runs on several threads
+at once, and `mlflow models serve` calls predict from a thread pool: detection and
+classification run one call at a time per process (decoding still overlaps)."""
 
 
 def pip_requirements() -> list[str]:
@@ -57,30 +70,92 @@ def pip_requirements() -> list[str]:
     return out
 
 
-def image_bytes(value: Any) -> bytes:
-    """Raw bytes of one ``image`` cell: bytes, an existing file path, or base64 text.
+def image_dir_from_env() -> Path | None:
+    """The allow-listed image folder named by ``FER_IMAGE_DIR`` (None when unset or empty)."""
+    value = os.environ.get(IMAGE_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def image_bytes(
+    value: Any, *, image_dir: str | os.PathLike[str] | None = None, max_bytes: int = MAX_FILE_BYTES
+) -> bytes:
+    """Raw bytes of one ``image`` cell: bytes, base64 text (a data URL too), or an allowed path.
+
+    Text is read as a file path only when ``image_dir`` is given and the path resolves inside
+    it (symlinks followed; ``..``, absolute paths elsewhere and links out are refused). Without
+    ``image_dir`` no file is ever opened or even looked at: path-like text is invalid base64.
 
     Raises:
-        ValueError: none of those (message says which).
+        ValueError: none of those (the message says which).
     """
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("empty: expected base64 text, bytes or a file path")
+        raise ValueError("empty: expected base64 text or bytes")
     text = value.strip()
-    if len(text) < MAX_PATH_LEN and "\n" not in text:
-        path = Path(text).expanduser()
-        try:
-            if path.is_file():
-                return path.read_bytes()
-        except OSError:
-            pass
-    if text.startswith("data:") and "," in text:
-        text = text.split(",", 1)[1]  # data URL
+    if image_dir is not None:
+        data = _allowed_file(Path(image_dir), text, max_bytes)
+        if data is not None:
+            return data
+    return _b64decode(text, paths_allowed=image_dir is not None)
+
+
+def _allowed_file(root: Path, text: str, max_bytes: int) -> bytes | None:
+    """The bytes of ``root / text`` when that is a file inside ``root``; else None.
+
+    The path is first checked lexically, so nothing outside ``root`` is ever looked at (not
+    even a ``stat``); then :func:`fer.io.contained` resolves links and refuses those leading
+    out.
+    """
+    from fer.io import contained
+
+    if len(text) > MAX_PATH_LEN or "\0" in text or "\n" in text:
+        return None
+    base = os.path.abspath(root)
+    lexical = os.path.normpath(os.path.join(base, text))
+    if os.path.commonpath([base, lexical]) != base:
+        return None
+    target = contained(root, text)
+    if target is None or not target.is_file():
+        return None
     try:
-        return base64.b64decode(text, validate=False)
+        with target.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read the file ({exc.strerror})") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"file is larger than {max_bytes} bytes")
+    return data
+
+
+def _b64decode(text: str, *, paths_allowed: bool) -> bytes:
+    """Strict base64 (standard or URL-safe alphabet, whitespace ignored, data URLs accepted)."""
+    if text.startswith("data:") and "," in text[:256]:
+        text = text.split(",", 1)[1]  # data URL
+    compact = "".join(text.split())
+    if "-" in compact or "_" in compact:
+        compact = compact.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("not a file path and not valid base64") from None
+        if not _looks_like_path(text):
+            raise ValueError("not valid base64 (send the image's bytes base64-encoded)") from None
+        if paths_allowed:
+            raise ValueError(
+                "not valid base64, nor a file inside the allowed image folder"
+            ) from None
+        raise ValueError(
+            f"not valid base64; server file paths are not read ({IMAGE_DIR_ENV} is not set)"
+        ) from None
+
+
+def _looks_like_path(text: str) -> bool:
+    """Text a user probably meant as a file path (only to word the error message)."""
+    return len(text) < MAX_PATH_LEN and (
+        text.startswith(("/", "~", ".", "\\"))
+        or text[1:3] in (":\\", ":/")
+        or ("/" in text and "." in text)
+    )
 
 
 class FacePyfunc:
@@ -121,13 +196,16 @@ class FacePyfunc:
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if "image" not in frame.columns:
-            raise ValueError("input needs a column 'image' (base64 text, bytes or a file path)")
+            raise ValueError("input needs a column 'image' (base64 text or bytes)")
+        image_dir = image_dir_from_env()
         faces_out: list[str] = []
         errors: list[str] = []
         for value in frame["image"].tolist():
             try:
-                rgb = load_rgb(image_bytes(value), max_pixels=self.max_pixels)
-                faces = analyze_image(rgb, self.detector, self.classifier, self.crop_cfg)
+                data = image_bytes(value, image_dir=image_dir)
+                rgb = load_rgb(data, max_pixels=self.max_pixels)
+                with _INFERENCE:
+                    faces = analyze_image(rgb, self.detector, self.classifier, self.crop_cfg)
                 faces_out.append(json.dumps(faces))
                 errors.append("")
             except DecodeError as exc:
