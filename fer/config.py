@@ -490,6 +490,21 @@ class Config(Section):
         """The architecture behind a model name of ``train.models``."""
         return self.model_spec(name).architecture(name)
 
+    def model_name(self, given: str | None) -> str:
+        """``--model`` (else ``train.model``), checked: an architecture or a `models:` entry.
+
+        Raises:
+            ConfigError: neither (the message lists what is accepted).
+        """
+        import typing
+
+        name = (given or self.train.model).strip()
+        architectures = typing.get_args(Architecture)
+        if self.architecture(name) not in architectures:
+            known = sorted({*architectures, *self.train.models, *self.models})
+            raise ConfigError(f"--model: unknown model {name!r} (available: {', '.join(known)})")
+        return name
+
     def model_spec(self, name: str) -> ModelSpec:
         """Options of one architecture; defaults when the `models:` section omits it."""
         if _AUDIT is not None:

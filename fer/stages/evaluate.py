@@ -18,7 +18,7 @@ import pandas as pd
 
 from fer import CLASSES
 from fer.config import Config
-from fer.errors import ConfigError, InputError
+from fer.errors import InputError
 from fer.io import write_csv, write_json
 
 
@@ -55,7 +55,7 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
     from fer.learning.evaluation import classification_report
 
     started = time.perf_counter()
-    name = _model_name(cfg, model)
+    name = cfg.model_name(model)
     model_dir = Path(cfg.train.out_dir) / name
     test = _predict_test_split(cfg, model_dir, name)
     report = classification_report(test.y, test.pred, CLASSES)
@@ -73,15 +73,6 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
         _log(cfg, model_dir, name, metrics, report, metrics_path, plots)
     _print_done(name, metrics, report, time.perf_counter() - started, metrics_path)
     return metrics
-
-
-def _model_name(cfg: Config, model: str | None) -> str:
-    from fer.learning.models import available
-
-    name = (model or cfg.train.model).strip().lower()
-    if name not in available():
-        raise ConfigError(f"--model: unknown model {name!r} (available: {', '.join(available())})")
-    return name
 
 
 def _predict_test_split(cfg: Config, model_dir: Path, name: str) -> TestPredictions:

@@ -92,7 +92,7 @@ def run(
 
     if resume and fresh:
         raise ConfigError("--resume and --fresh exclude each other")
-    name = _model_name(cfg, model)
+    name = cfg.model_name(model)
     tracking.ensure_reachable(cfg.tracking)  # before minutes of training, not after
     started = time.perf_counter()
     device = _set_up_torch(cfg)
@@ -123,17 +123,6 @@ def run(
     write_json(paths.out / "run.json", summary)
     _print_done(name, result, summary, paths.out)
     return summary
-
-
-def _model_name(cfg: Config, model: str | None) -> str:
-    """The architecture to train (``--model`` or ``train.model``), checked against the registry."""
-    from fer.learning.models import available
-
-    name = (model or cfg.train.model).strip()
-    if cfg.architecture(name) not in available():
-        known = sorted({*available(), *cfg.train.models})
-        raise ConfigError(f"--model: unknown model {name!r} (available: {', '.join(known)})")
-    return name
 
 
 def _set_up_torch(cfg: Config) -> str:
