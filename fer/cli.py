@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
         help="FER2013 CSV (emotion,pixels,Usage) or image folders (<train|test>/<emotion>/*.jpg)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="raw tree to write")
+    p.add_argument(
+        "--use", action="store_true",
+        help="also point params.yaml at it with the FER2013 settings (comments kept)",
+    )  # fmt: skip
 
     sub.add_parser("ingest", parents=[common], help="scan the raw tree into the manifest")
     sub.add_parser("detect", parents=[common], help="find and crop faces")
@@ -140,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 # command -> (module, function, names of parsed args passed as keyword arguments)
 _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "sample": ("fer.stages.sample", "run", ("out", "truth", "n", "seed", "noise", "workers")),
-    "import": ("fer.stages.imports", "run", ("format", "csv", "out")),
+    "import": ("fer.stages.imports", "run", ("format", "csv", "out", "use", "params")),
     "ingest": ("fer.stages.ingest", "run", ()),
     "detect": ("fer.stages.detect", "run", ()),
     "validate": ("fer.stages.validate", "run", ()),

@@ -171,3 +171,23 @@ def test_given_split_without_usage_is_one_line(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match=r"set ingest\.usage_pattern"):
         _given_splits(pd.DataFrame({"group": ["a"], "usage": [""]}), {"training": "train"})
+
+
+def test_import_use_points_params_at_fer2013(tmp_path: Path) -> None:
+    """`fer import fer2013 SRC --out DIR --use`: one command, then `dvc repro`."""
+    import shutil
+
+    from fer.cli import main
+    from fer.config import load_config
+
+    make_fer2013_folders(tmp_path / "kaggle", per_emotion=1)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    args = ["import", "fer2013", str(tmp_path / "kaggle"), "--out", str(tmp_path / "data/fer"),
+            "--use", "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    assert main(args) == 0
+    cfg = load_config(tmp_path / "params.yaml")
+    assert cfg.ingest.raw_dir == tmp_path / "data/fer"
+    assert cfg.ingest.usage_pattern == FER2013_USAGE_PATTERN
+    assert (cfg.detect.mode, cfg.split.strategy) == ("precropped", "given")
+    assert cfg.evaluate.without == ["awe"] and cfg.truth is None
+    assert "# `fer sample`: the synthetic sandbox" in (tmp_path / "params.yaml").read_text()
