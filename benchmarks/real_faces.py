@@ -22,7 +22,7 @@ Image types and sources (repository @ commit, path inside it):
     ``Caltech_WebFaces/pic*.jpg`` + ``WebFaces_GroundThruth.txt``. ``multi`` = every image with
     two or more labelled faces (deterministic subsample, ``--n-multi``); ``web1`` = one labelled
     face (subsample, ``--n-web1``). Boxes come from the landmarks (see :func:`landmark_box`).
-``noface`` (no human face)
+``noface`` and ``animal`` (no human face; ``animal`` = the mammal classes, :data:`MAMMAL_WNIDS`)
     - ImageNet sample images, one per class: ``EliSchwartz/imagenet-sample-images``
       @ ``bc69043e2862758a1906c6a24a792bb28c6bb2ff``, the animal classes (wnid below
       ``n02666196``, abacus, where the objects start) and the food / landscape / plant / fungus
@@ -67,6 +67,14 @@ YALE = ("leecarraher/pattern_recognition", "b072a1f88e7b5e3356e61b3724615f78ab41
 WEBFACES = ("PigeonDan1/face_reco", "4735d6ba6428f110b96b5b9edcfcfbcdfc72e826")
 IMAGENET = ("EliSchwartz/imagenet-sample-images", "bc69043e2862758a1906c6a24a792bb28c6bb2ff")
 
+# Mammals (furry faces with eyes and a muzzle, the res10 SSD's known false positives): the
+# ``animal`` type. Marsupials, marine mammals, dogs to bears, mongoose/meerkat, rabbits and
+# rodents, hoofed animals to primates and elephants, pandas.
+MAMMAL_WNIDS = (
+    ("n01871265", "n01883070"), ("n02066245", "n02077923"), ("n02085620", "n02134418"),
+    ("n02137549", "n02138441"), ("n02325366", "n02364673"), ("n02389026", "n02504458"),
+    ("n02509815", "n02510455"),
+)  # fmt: skip
 FIRST_OBJECT_WNID = "n02666196"  # abacus: ImageNet's object classes run from here to n06
 PEOPLE_WNIDS = frozenset({"n09835506", "n10148035", "n10565667"})
 # Kept ImageNet samples whose photo shows a human face (people holding the animal, ...).
@@ -205,6 +213,12 @@ def no_human_class(name: str) -> bool:
     return wnid < FIRST_OBJECT_WNID or wnid >= "n07"
 
 
+def is_mammal(name: str) -> bool:
+    """Whether an ImageNet sample's class is a mammal (see :data:`MAMMAL_WNIDS`)."""
+    wnid = name.split("_", 1)[0]
+    return any(lo <= wnid <= hi for lo, hi in MAMMAL_WNIDS)
+
+
 def image_size(data: bytes) -> tuple[int, int]:
     """``(width, height)`` from an encoded image."""
     from PIL import Image
@@ -292,9 +306,10 @@ def nofaces(mirrors: Path, out: Path) -> list[Record]:
     paths = [p for p in blobs.list(".") if p.endswith(".JPEG") and no_human_class(p)]
     recs: list[Record] = []
     for path, data in blobs.read(paths):
-        rel = f"noface/imagenet_{path.replace('.JPEG', '.jpg')}"
+        kind = "animal" if is_mammal(path) else "noface"
+        rel = f"{kind}/imagenet_{path.replace('.JPEG', '.jpg')}"
         _save(out, rel, data)
-        recs.append(Record(rel, "noface", "imagenet", *image_size(data), 0, []))
+        recs.append(Record(rel, kind, "imagenet", *image_size(data), 0, []))
     from skimage import data as skdata
 
     for name in SKIMAGE_NOFACE:
