@@ -19,7 +19,7 @@ source did not label (profiles, tiny faces) count as false positives when found.
 
 ``--half cal`` / ``--half test`` keep the even / odd images of each type: settings are swept
 on ``cal`` and reported on ``test``. The ``sweep`` subcommand runs the network once per input
-setting (``upscale_below`` x ``pad`` x ``square``), caches the raw boxes under
+setting (``upscale_below`` x ``pad``), caches the raw boxes under
 ``<data>/cache/``, and replays the shared filter (:meth:`ScaledDetector._finish`) over a grid
 of ``min_confidence`` x ``nms_iou`` x ``min_inside``.
 
@@ -186,8 +186,8 @@ def table(results: dict[str, dict]) -> str:
 
 def header(argv: list[str], cfg: Any, extra: str = "") -> str:
     """Command, settings and load average, printed with every result."""
-    keys = ("backend", "min_confidence", "nms_iou", "min_inside", "pad", "square",
-            "upscale_below", "max_side", "min_face_px", "max_aspect", "iou_threshold")  # fmt: skip
+    keys = ("backend", "min_confidence", "nms_iou", "min_inside", "pad", "upscale_below",
+            "max_side", "min_face_px", "max_aspect", "iou_threshold")  # fmt: skip
     settings = ", ".join(f"{k}={getattr(cfg, k, None)}" for k in keys)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     cmd = "python benchmarks/bench_real_detect.py " + " ".join(shlex.quote(a) for a in argv)
@@ -198,32 +198,25 @@ def header(argv: list[str], cfg: Any, extra: str = "") -> str:
 
 
 def raw_boxes(cfg: Any, recs: list[dict], data: Path) -> list[dict]:
-    """Per image: the backend's raw boxes (detection pixels), the scale and the size."""
-    import cv2
-
+    """Per image: the detector's raw boxes (detection pixels), the scale and the size."""
     from fer.data.images import load_rgb
-    from fer.faces.detectors import create_detector, detection_scale
+    from fer.faces.detectors import create_detector
 
     det = create_detector(cfg)
     out = []
     for rec in recs:
         rgb = load_rgb(data / "images" / rec["path"])
-        h, w = rgb.shape[:2]
-        scale = detection_scale(h, w, max_side=cfg.max_side, upscale_below=cfg.upscale_below)
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if scale != 1.0:
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else 1)
         start = time.perf_counter()
-        raw = [tuple(float(v) for v in b) for b in det._raw(bgr)]
+        raw, scale, h, w = det.raw_detections(rgb)
         ms = 1000 * (time.perf_counter() - start)
+        raw = [tuple(float(v) for v in b) for b in raw]
         out.append({"raw": raw, "scale": scale, "h": h, "w": w, "ms": ms})
     return out
 
 
 def cached_raw(cfg: Any, recs: list[dict], data: Path) -> list[dict]:
     """:func:`raw_boxes`, cached per input setting (keyed by image path) under ``<data>/cache``."""
-    key = (f"{cfg.backend}_up{cfg.upscale_below}_pad{cfg.pad}_sq{int(cfg.square)}"
+    key = (f"{cfg.backend}_up{cfg.upscale_below}_border{cfg.pad}"
            f"_ms{cfg.max_side}_c{cfg.min_confidence}")  # fmt: skip
     path = data / "cache" / f"raw_{key}.pkl"
     cache: dict[str, dict] = pickle.loads(path.read_bytes()) if path.is_file() else {}
@@ -272,50 +265,42 @@ def sweep(args: argparse.Namespace, argv: list[str]) -> int:
     grid = []
     for up in (int(v) for v in _floats(args.upscale)):
         for pad in _floats(args.pad):
-            for sq in (bool(int(v)) for v in _floats(args.square)):
-                net_cfg = base.model_copy(
-                    update={
-                        "upscale_below": up,
-                        "pad": pad,
-                        "square": sq,
-                        "min_confidence": args.floor,
-                    }
-                )
-                start = time.perf_counter()
-                raws = cached_raw(net_cfg, recs, args.data)
-                secs = time.perf_counter() - start
-                print(f"# raw boxes up={up} pad={pad} square={sq}: {secs:.0f} s", flush=True)
-                for conf in _floats(args.conf):
-                    for nms in _floats(args.nms):
-                        for inside in _floats(args.inside):
-                            cfg = net_cfg.model_copy(
-                                update={
-                                    "min_confidence": conf,
-                                    "nms_iou": nms,
-                                    "min_inside": inside,
-                                }
-                            )
-                            res = replay(cfg, raws, recs, min_px)
-                            grid.append(((up, pad, sq, conf, nms, inside), res))  # fmt: skip
-    cols = [t for t in TYPES if t in grid[0][1]]
-    print("\n| upscale | pad | square | conf | nms | inside | "
-          + " | ".join(f"{t} exact" for t in cols)
-          + " | multi box F1 | noface FP | objective |")  # fmt: skip
-    print("|" + "---|" * (8 + len(cols)))
-    best = max(grid, key=lambda g: objective(g[1], args.max_fp))
-    for key, res in grid:
-        fp = 1 - res["noface"]["exact"] if "noface" in res else float("nan")
-        f1 = res["multi"]["box"]["f1"] if "multi" in res else float("nan")
-        mark = " **best**" if key == best[0] else ""
-        print("| " + " | ".join(str(k) for k in key) + " | "
-              + " | ".join(f"{res[t]['exact']:.3f}" for t in cols)
-              + f" | {f1:.3f} | {fp:.3f} | {objective(res, args.max_fp):.3f}{mark} |")  # fmt: skip
-    print(f"\nbest (objective, no-face FP <= {args.max_fp}): upscale_below={best[0][0]} "
-          f"pad={best[0][1]} square={best[0][2]} min_confidence={best[0][3]} "
-          f"nms_iou={best[0][4]} min_inside={best[0][5]}")  # fmt: skip
+            update = {"upscale_below": up, "pad": pad, "min_confidence": args.floor}
+            net_cfg = base.model_copy(update=update)
+            start = time.perf_counter()
+            raws = cached_raw(net_cfg, recs, args.data)
+            secs = time.perf_counter() - start
+            print(f"# raw boxes upscale_below={up} pad={pad}: {secs:.0f} s", flush=True)
+            for conf in _floats(args.conf):
+                for nms in _floats(args.nms):
+                    for inside in _floats(args.inside):
+                        update = {"min_confidence": conf, "nms_iou": nms, "min_inside": inside}
+                        res = replay(net_cfg.model_copy(update=update), raws, recs, min_px)
+                        grid.append(((up, pad, conf, nms, inside), res))
+    print_grid(grid, args.max_fp)
     if args.json:
         args.json.write_text(json.dumps([{"key": k, "res": r} for k, r in grid], indent=1))
     return 0
+
+
+def print_grid(grid: list[tuple[tuple, dict]], max_fp: float) -> None:
+    """One markdown row per grid point, the best one marked."""
+    cols = [t for t in TYPES if t in grid[0][1]]
+    exact = " | ".join(f"{t} exact" for t in cols)
+    print(f"\n| upscale | pad | conf | nms | inside | {exact} | multi box F1 | objective |")
+    print("|" + "---|" * (7 + len(cols)))
+    best = max(grid, key=lambda g: objective(g[1], max_fp))
+    for key, res in grid:
+        f1 = res["multi"]["box"]["f1"] if "multi" in res else float("nan")
+        mark = " **best**" if key == best[0] else ""
+        cells = " | ".join(f"{res[t]['exact']:.3f}" for t in cols)
+        keys = " | ".join(str(k) for k in key)
+        print(f"| {keys} | {cells} | {f1:.3f} | {objective(res, max_fp):.3f}{mark} |")
+    up, pad, conf, nms, inside = best[0]
+    print(
+        f"\nbest (objective, no-face FP <= {max_fp}): upscale_below={up} pad={pad} "
+        f"min_confidence={conf} nms_iou={nms} min_inside={inside}"
+    )
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -351,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the full results here")
     sw = parser.add_argument_group("sweep")
     sw.add_argument("--upscale", default="160")
-    sw.add_argument("--pad", default="0,0.25")
-    sw.add_argument("--square", default="0")
+    sw.add_argument("--pad", default="0,0.5")
     sw.add_argument("--conf", default="0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     sw.add_argument("--nms", default="0.3")
     sw.add_argument("--inside", default="0,0.6")

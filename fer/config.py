@@ -100,6 +100,8 @@ class DetectConfig(Section):
     min_face_px: Annotated[int, Field(ge=1)] = 20
     max_aspect: Annotated[float, Field(ge=1.0)] = 2.0
     nms_iou: Fraction = 0.3
+    min_inside: Fraction = 0.7
+    pad: Annotated[float, Field(ge=0.0, le=2.0)] = 0.5
     upscale_below: Annotated[int, Field(ge=0)] = 160
     max_side: Annotated[int, Field(ge=64)] = 1280
     workers: Workers = 0

@@ -79,6 +79,7 @@ class SsdDetector(ScaledDetector):
     """res10 SSD; very wide or tall images are cut into near-square windows (see ``tiles``)."""
 
     name = "ssd"
+    pad_value = MEAN  # the border is zero after mean subtraction
 
     def __init__(self, cfg: DetectConfig) -> None:
         import cv2
