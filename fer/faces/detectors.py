@@ -4,7 +4,8 @@ Every backend gets the same treatment from :class:`ScaledDetector`: the image is
 (``max_side``) or upscaled (``upscale_below``) for detection, an upscaled (small) image gets a
 border (``pad``) where the backend asks for one; boxes lying mostly outside the frame are
 dropped (``min_inside``), the rest are mapped back to original pixels and clipped, then
-filtered by ``min_confidence`` / ``min_face_px`` / ``max_aspect`` and merged with NMS.
+filtered by ``min_face_px`` / ``max_aspect``, merged with NMS and kept by confidence: an image
+needs one face of at least ``min_confidence``; its further faces need ``min_confidence_next``.
 A backend only implements ``_raw(bgr)`` on the resized image. Adding a backend is one file in
 ``fer/faces/backends/`` plus one line in ``_BACKENDS``.
 """
@@ -35,7 +36,8 @@ _BACKENDS: dict[str, str] = {
 }
 
 # Bump when the shared detection logic changes results, so every cache is invalidated.
-# 2: boxes mostly outside the frame are dropped (min_inside); small images get a border (pad).
+# 2: boxes mostly outside the frame are dropped (min_inside); small images get a border (pad);
+#    faces after an image's first need only min_confidence_next.
 LOGIC_VERSION = 2
 
 RawBox = tuple[float, float, float, float, float]  # x, y, w, h, score in detection pixels
@@ -109,6 +111,7 @@ def settings_hash(cfg: DetectConfig) -> str:
         "backend": cfg.backend,
         "model": fingerprint,
         "min_confidence": cfg.min_confidence,
+        "min_confidence_next": cfg.min_confidence_next,
         "min_face_px": cfg.min_face_px,
         "max_aspect": cfg.max_aspect,
         "nms_iou": cfg.nms_iou,
@@ -216,6 +219,7 @@ class ScaledDetector:
 
     def __init__(self, cfg: DetectConfig) -> None:
         self.min_confidence = cfg.min_confidence
+        self.min_confidence_next = min(cfg.min_confidence_next, cfg.min_confidence)
         self.min_face_px = cfg.min_face_px
         self.max_aspect = cfg.max_aspect
         self.nms_iou = cfg.nms_iou
@@ -275,7 +279,12 @@ class ScaledDetector:
         return [(x - left, y - top, w, h, s) for x, y, w, h, s in self._raw(canvas)]
 
     def _finish(self, raw: list[RawBox], scale: float, height: int, width: int) -> list[Face]:
-        """Drop boxes mostly outside the frame, map back to original pixels, clip, filter, NMS."""
+        """Drop boxes mostly outside the frame, map back to original pixels, clip, filter, NMS.
+
+        Confidence: no face unless the best box reaches ``min_confidence`` (a no-face photo
+        rarely has one); then every box from ``min_confidence_next`` up (in a group photo the
+        other faces are often smaller, blurred or turned, and score lower).
+        """
         import cv2
 
         boxes: list[list[int]] = []
@@ -283,7 +292,7 @@ class ScaledDetector:
         for raw_box in raw:
             # Python floats: backends may hand numpy scalars, whose round() is not an int.
             x, y, w, h, score = (float(v) for v in raw_box)
-            if score < self.min_confidence:
+            if score < self.min_confidence_next:
                 continue
             # The res10 SSD also emits shifted copies of a face box that run past the frame
             # (e.g. x2 = 1.08, y2 = 1.22 relative at 0.97); clipped, they became corner "faces".
@@ -303,7 +312,9 @@ class ScaledDetector:
             scores.append(float(score))
         if not boxes:
             return []
-        keep = cv2.dnn.NMSBoxes(boxes, scores, self.min_confidence, self.nms_iou)
+        if max(scores) < self.min_confidence:
+            return []
+        keep = cv2.dnn.NMSBoxes(boxes, scores, self.min_confidence_next, self.nms_iou)
         faces = [Face(*boxes[i], score=round(scores[i], 6)) for i in np.asarray(keep).reshape(-1)]
         faces.sort(key=lambda f: (-f.score, -f.area, f.y, f.x))
         return faces

@@ -105,7 +105,7 @@ class SsdDetector(ScaledDetector):
         blob = cv2.dnn.blobFromImage(cv2.resize(bgr, (INPUT, INPUT)), 1.0, (INPUT, INPUT), MEAN)
         self.net.setInput(blob)
         rows = self.net.forward().reshape(-1, 7)
-        rows = rows[rows[:, 2] >= self.min_confidence]
+        rows = rows[rows[:, 2] >= self.min_confidence_next]
         out: list[RawBox] = []
         for _, _, conf, x1, y1, x2, y2 in rows:
             # Relative coords can fall outside [0, 1]; clipping happens after mapping back.
