@@ -96,8 +96,8 @@ class DetectConfig(Section):
 
     backend: str = "ssd"
     model_path: Path | None = None
-    min_confidence: Fraction = 0.7
-    min_confidence_next: Fraction = 0.5
+    min_confidence: Fraction = 0.75
+    min_confidence_next: Fraction = 0.4
     min_face_px: Annotated[int, Field(ge=1)] = 20
     max_aspect: Annotated[float, Field(ge=1.0)] = 2.0
     nms_iou: Fraction = 0.3

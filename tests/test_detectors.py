@@ -337,10 +337,11 @@ def test_settings_hash_tracks_the_frame_and_border_settings() -> None:
 
 def test_an_image_needs_one_confident_face_then_further_faces_need_less() -> None:
     image = np.zeros((480, 640, 3), np.uint8)
+    bars = {"min_confidence": 0.7, "min_confidence_next": 0.5}
     weak = [(10, 10, 80, 90, 0.65), (300, 10, 80, 90, 0.55)]
-    assert _Fixed.make(weak).detect(image) == []  # no-face photo: nothing reaches 0.7
+    assert _Fixed.make(weak, **bars).detect(image) == []  # no-face photo: nothing reaches 0.7
     group = [(10, 10, 80, 90, 0.9), (300, 10, 80, 90, 0.55), (150, 300, 80, 90, 0.45)]
-    kept = _Fixed.make(group).detect(image)
+    kept = _Fixed.make(group, **bars).detect(image)
     assert [f.score for f in kept] == [0.9, 0.55]
     one_bar = _Fixed.make(group, min_confidence=0.7, min_confidence_next=0.7).detect(image)
     assert [f.score for f in one_bar] == [0.9]
