@@ -37,6 +37,10 @@ Image types and sources (repository @ commit, path inside it):
 
 No 640×490 video-frame set (CK+) was found in a reachable public repository.
 
+Built with the defaults: portrait 380 (JAFFE 213, Yale 164, samples 3), fer2013 400, web1 300,
+multi 400 (1487 labelled faces, 1227 of them >= 20 px), noface 269 (ImageNet 251, skimage
+18), animal 207 (ImageNet).
+
 Rebuild: bring the five repositories as bare git mirrors to ``--mirrors`` (the layout the
 session's ``fetch`` tool writes: ``<mirrors>/<owner>+<name>/repo``) or as plain clones
 (``<mirrors>/<owner>+<name>`` or ``<mirrors>/<name>``, each must contain the commit), then::
