@@ -148,9 +148,9 @@ def test_min_confidence_filters() -> None:
 
 
 def test_unknown_backend_lists_available() -> None:
-    with pytest.raises(ConfigError, match="available: haar, mtcnn, ssd, yunet"):
-        create_detector(DetectConfig(backend="retinaface"))
-    assert available_backends() == ["haar", "mtcnn", "ssd", "yunet"]
+    with pytest.raises(ConfigError, match="available: haar, ssd, yunet"):
+        create_detector(DetectConfig(backend="mtcnn"))
+    assert available_backends() == ["haar", "ssd", "yunet"]
 
 
 def test_model_path_errors(tmp_path: Path) -> None:
@@ -347,18 +347,3 @@ def test_an_image_needs_one_confident_face_then_further_faces_need_less() -> Non
     assert [f.score for f in one_bar] == [0.9]
     # A "next" bar above the first one is the first one.
     assert len(_Fixed.make(group, min_confidence=0.5, min_confidence_next=0.9).detect(image)) == 2
-
-
-def test_mtcnn_backend_with_the_wheel_weights() -> None:
-    pytest.importorskip("facenet_pytorch")
-    det = create_detector(DetectConfig(backend="mtcnn"))
-    (face,) = det.detect(_astronaut())
-    assert iou(face.box, ASTRONAUT_FACE) > 0.6
-    head = _astronaut_crop_48(slice(40, 200), slice(160, 290))  # upscaled, bordered
-    assert len(det.detect(head)) == 1
-    assert len(settings_hash(DetectConfig(backend="mtcnn"))) == 16
-
-
-def test_mtcnn_model_path_errors(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"pnet\.pt"):
-        create_detector(DetectConfig(backend="mtcnn", model_path=tmp_path))

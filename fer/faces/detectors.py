@@ -32,7 +32,6 @@ _BACKENDS: dict[str, str] = {
     "ssd": "fer.faces.backends.ssd",
     "haar": "fer.faces.backends.haar",
     "yunet": "fer.faces.backends.yunet",
-    "mtcnn": "fer.faces.backends.mtcnn",
 }
 
 # Bump when the shared detection logic changes results, so every cache is invalidated.
