@@ -194,10 +194,13 @@ class DetectorSettings(Section):
 
     backend: Literal["ssd", "haar", "yunet"] = "ssd"
     model_path: Path | None = None
-    min_confidence: Fraction = 0.5
+    min_confidence: Fraction = 0.75
+    min_confidence_next: Fraction = 0.4
     min_face_px: Annotated[int, Field(ge=1)] = 20
     max_aspect: Annotated[float, Field(ge=1.0)] = 2.0
     nms_iou: Fraction = 0.3
+    min_inside: Fraction = 0.7
+    pad: Annotated[float, Field(ge=0.0, le=2.0)] = 0.5
     upscale_below: Annotated[int, Field(ge=0)] = 160
     max_side: Annotated[int, Field(ge=64)] = 1280
 

@@ -243,3 +243,135 @@ def test_face_is_a_frozen_value() -> None:
     assert face.box == (1, 2, 3, 4) and face.area == 12
     with pytest.raises(AttributeError):
         face.x = 5  # type: ignore[misc]
+
+
+# -- boxes running past the frame (issue #13) ----------------------------------------------
+
+
+class _Fixed:
+    """A ScaledDetector whose backend returns the given raw boxes (detection pixels)."""
+
+    @staticmethod
+    def make(raw: list, **cfg):
+        from fer.faces.detectors import ScaledDetector
+
+        class Fixed(ScaledDetector):
+            def _raw(self, bgr: np.ndarray) -> list:
+                return raw
+
+        return Fixed(DetectConfig(**cfg))
+
+
+def test_inside_fraction() -> None:
+    from fer.faces.detectors import inside_fraction
+
+    assert inside_fraction(10, 10, 50, 50, 640, 480) == 1.0
+    assert inside_fraction(600, 10, 80, 50, 640, 480) == pytest.approx(0.5)
+    # The res10 corner box on a 256x256 portrait: x 0.59-1.08, y 0.58-1.22 of the frame.
+    x1, y1, x2, y2 = (v * 256 for v in (0.589, 0.585, 1.084, 1.221))
+    assert inside_fraction(x1, y1, x2 - x1, y2 - y1, 256, 256) == pytest.approx(0.54, abs=0.01)
+    assert inside_fraction(700, 500, 50, 50, 640, 480) == 0.0  # wholly outside
+    assert inside_fraction(-20, -20, 40, 40, 640, 480) == pytest.approx(0.25)
+    assert inside_fraction(10, 10, 0, 50, 640, 480) == 0.0  # empty box
+
+
+def test_boxes_mostly_outside_the_frame_are_dropped_before_clipping() -> None:
+    image = np.zeros((480, 640, 3), np.uint8)
+    face = (200, 100, 120, 150, 0.99)
+    corner = (560, 380, 150, 170, 0.97)  # 80x100 of it inside: 31%; clipped it would be kept
+    kept = _Fixed.make([face, corner]).detect(image)
+    assert [f.box for f in kept] == [(200, 100, 120, 150)]
+    # Without the rule the clipped corner box comes back as a second "face".
+    old = _Fixed.make([face, corner], min_inside=0.0).detect(image)
+    assert [f.box for f in old] == [(200, 100, 120, 150), (560, 380, 80, 100)]
+    # A face cut by the edge but mostly inside stays, clipped.
+    cut = (580, 100, 80, 100, 0.9)  # 75% inside
+    assert [f.box for f in _Fixed.make([cut]).detect(image)] == [(580, 100, 60, 100)]
+    assert _Fixed.make([cut], min_inside=0.8).detect(image) == []
+
+
+def test_frame_rule_is_measured_in_detection_pixels() -> None:
+    # A 48x48 crop is upscaled to 160x160 for detection; raw boxes are in those pixels.
+    small = np.zeros((48, 48, 3), np.uint8)
+    inside = (20, 20, 100, 100, 0.9)
+    shifted = (100, 100, 100, 100, 0.95)  # 60x60 of 100x100 inside the 160 frame: 36%
+    kept = _Fixed.make([inside, shifted], min_face_px=10).detect(small)
+    assert [f.box for f in kept] == [(6, 6, 30, 30)]
+
+
+def test_border_size() -> None:
+    from fer.faces.detectors import border
+
+    assert border(160, 160, pad=0.0) == (0, 0)
+    assert border(160, 160, pad=0.5) == (80, 80)
+    assert border(100, 300, pad=0.25) == (25, 75)
+
+
+def test_only_upscaled_images_get_a_border() -> None:
+    seen: list[tuple[int, int]] = []
+    from fer.faces.detectors import ScaledDetector
+
+    class Recording(ScaledDetector):
+        pad_value = (0.0, 0.0, 0.0)
+
+        def _raw(self, bgr: np.ndarray) -> list:
+            seen.append(bgr.shape[:2])
+            # A box at the canvas centre: after the border comes off it is the crop's centre.
+            h, w = bgr.shape[:2]
+            return [(w / 2 - 40, h / 2 - 40, 80, 80, 0.9)]
+
+    det = Recording(DetectConfig(pad=0.5, min_face_px=10))
+    (face,) = det.detect(np.zeros((48, 48, 3), np.uint8))  # upscaled to 160, border 80
+    assert seen == [(320, 320)]
+    assert face.box == (12, 12, 24, 24)  # (80-40)/160*48 = 12, 80/160*48 = 24
+    det.detect(np.zeros((480, 640, 3), np.uint8))  # not upscaled: no border
+    assert seen[-1] == (480, 640)
+    Recording.pad_value = None  # a backend without a border (haar)
+    det.detect(np.zeros((48, 48, 3), np.uint8))
+    assert seen[-1] == (160, 160)
+
+
+def _astronaut_crop_48(rows: slice, cols: slice) -> np.ndarray:
+    """A FER2013-like 48x48 grey crop of the astronaut's face."""
+    crop = cv2.resize(_astronaut()[rows, cols], (48, 48), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+
+
+def test_ssd_finds_one_face_in_a_48px_crop(ssd) -> None:
+    # With some margin the old settings found the face twice: the real box and a shifted
+    # copy running past the bottom-right corner, clipped into it.
+    head = _astronaut_crop_48(slice(40, 200), slice(160, 290))
+    old = create_detector(DetectConfig(min_inside=0.0, pad=0.0)).detect(head)
+    assert len(old) == 2
+    (face,) = ssd.detect(head)
+    assert iou(face.box, (8, 6, 33, 35)) > 0.8
+    # Cut tight (the face fills the crop) the old settings returned only a corner copy; the
+    # frame rule alone finds nothing; with the border the face is found where it is.
+    tight = _astronaut_crop_48(slice(60, 175), slice(175, 275))
+    (old_box,) = [
+        f.box for f in create_detector(DetectConfig(min_inside=0.0, pad=0.0)).detect(tight)
+    ]
+    assert old_box[0] > 12 and old_box[1] > 12  # bottom-right quarter
+    assert create_detector(DetectConfig(pad=0.0)).detect(tight) == []
+    (face,) = ssd.detect(tight)
+    assert face.w > 36 and face.h > 36 and face.x < 8 and face.y < 8
+
+
+def test_settings_hash_tracks_the_frame_and_border_settings() -> None:
+    base = settings_hash(DetectConfig())
+    for change in ({"min_inside": 0.0}, {"pad": 0.0}):
+        assert settings_hash(DetectConfig(**change)) != base, change
+
+
+def test_an_image_needs_one_confident_face_then_further_faces_need_less() -> None:
+    image = np.zeros((480, 640, 3), np.uint8)
+    bars = {"min_confidence": 0.7, "min_confidence_next": 0.5}
+    weak = [(10, 10, 80, 90, 0.65), (300, 10, 80, 90, 0.55)]
+    assert _Fixed.make(weak, **bars).detect(image) == []  # no-face photo: nothing reaches 0.7
+    group = [(10, 10, 80, 90, 0.9), (300, 10, 80, 90, 0.55), (150, 300, 80, 90, 0.45)]
+    kept = _Fixed.make(group, **bars).detect(image)
+    assert [f.score for f in kept] == [0.9, 0.55]
+    one_bar = _Fixed.make(group, min_confidence=0.7, min_confidence_next=0.7).detect(image)
+    assert [f.score for f in one_bar] == [0.9]
+    # A "next" bar above the first one is the first one.
+    assert len(_Fixed.make(group, min_confidence=0.5, min_confidence_next=0.9).detect(image)) == 2

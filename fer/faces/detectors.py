@@ -1,10 +1,13 @@
 """Face detectors: one ``Detector`` protocol, a registry of backends, and the shared geometry.
 
 Every backend gets the same treatment from :class:`ScaledDetector`: the image is downscaled
-(``max_side``) or upscaled (``upscale_below``) for detection, boxes are mapped back to
-original pixels and clipped, then filtered by ``min_confidence`` / ``min_face_px`` /
-``max_aspect`` and merged with NMS. A backend only implements ``_raw(bgr)`` on the resized
-image. Adding a backend is one file in ``fer/faces/backends/`` plus one line in ``_BACKENDS``.
+(``max_side``) or upscaled (``upscale_below``) for detection, an upscaled (small) image gets a
+border (``pad``) where the backend asks for one; boxes lying mostly outside the frame are
+dropped (``min_inside``), the rest are mapped back to original pixels and clipped, then
+filtered by ``min_face_px`` / ``max_aspect``, merged with NMS and kept by confidence: an image
+needs one face of at least ``min_confidence``; its further faces need ``min_confidence_next``.
+A backend only implements ``_raw(bgr)`` on the resized image. Adding a backend is one file in
+``fer/faces/backends/`` plus one line in ``_BACKENDS``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ _BACKENDS: dict[str, str] = {
 }
 
 # Bump when the shared detection logic changes results, so every cache is invalidated.
-LOGIC_VERSION = 1
+# 2: boxes mostly outside the frame are dropped (min_inside); small images get a border (pad);
+#    faces after an image's first need only min_confidence_next.
+LOGIC_VERSION = 2
 
 RawBox = tuple[float, float, float, float, float]  # x, y, w, h, score in detection pixels
 
@@ -117,9 +122,12 @@ def settings_hash(cfg: DetectorSettings) -> str:
         "backend": cfg.backend,
         "model": fingerprint,
         "min_confidence": cfg.min_confidence,
+        "min_confidence_next": cfg.min_confidence_next,
         "min_face_px": cfg.min_face_px,
         "max_aspect": cfg.max_aspect,
         "nms_iou": cfg.nms_iou,
+        "min_inside": cfg.min_inside,
+        "pad": cfg.pad,
         "upscale_below": cfg.upscale_below,
         "max_side": cfg.max_side,
     }
@@ -139,6 +147,24 @@ def detection_scale(height: int, width: int, *, max_side: int, upscale_below: in
     if upscale_below and short_side < upscale_below:
         return min(upscale_below / short_side, max_side / long_side)
     return 1.0
+
+
+def inside_fraction(x: float, y: float, w: float, h: float, width: float, height: float) -> float:
+    """Share of the box ``(x, y, w, h)`` that lies inside the ``width`` × ``height`` frame.
+
+    0.0 for an empty box. Measured before clipping: a clipped box no longer shows how far the
+    detector's box ran past the edge.
+    """
+    if w <= 0 or h <= 0:
+        return 0.0
+    iw = min(x + w, width) - max(x, 0.0)
+    ih = min(y + h, height) - max(y, 0.0)
+    return max(0.0, iw) * max(0.0, ih) / (w * h)
+
+
+def border(height: int, width: int, *, pad: float) -> tuple[int, int]:
+    """``(top/bottom, left/right)`` border in pixels: ``pad`` times the height and width."""
+    return round(pad * height), round(pad * width)
 
 
 def tiles(
@@ -183,12 +209,18 @@ class ScaledDetector:
     """Shared detection logic; subclasses implement ``_raw`` on a BGR detection image."""
 
     name = "base"
+    # BGR colour of the border around small images, for backends that want one (the SSD: its
+    # mean, zero input). None: no border (a sliding-window cascade has no use for it).
+    pad_value: tuple[float, float, float] | None = None
 
     def __init__(self, cfg: DetectorSettings) -> None:
         self.min_confidence = cfg.min_confidence
+        self.min_confidence_next = min(cfg.min_confidence_next, cfg.min_confidence)
         self.min_face_px = cfg.min_face_px
         self.max_aspect = cfg.max_aspect
         self.nms_iou = cfg.nms_iou
+        self.min_inside = cfg.min_inside
+        self.pad = cfg.pad
         self.upscale_below = cfg.upscale_below
         self.max_side = cfg.max_side
 
@@ -197,12 +229,21 @@ class ScaledDetector:
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         """Faces in original pixels, filtered, NMS-merged, sorted by score (then area) desc."""
+        raw, scale, height, width = self.raw_detections(image_rgb)
+        return self._finish(raw, scale, height, width) if height and width else []
+
+    def raw_detections(self, image_rgb: np.ndarray) -> tuple[list[RawBox], float, int, int]:
+        """``(raw boxes in detection pixels, scale, height, width)`` before any filtering.
+
+        The image is resized for detection (see :func:`detection_scale`) and, when upscaled,
+        given the backend's border; the boxes are in the resized image's pixels.
+        """
         import cv2
 
         rgb = to_rgb3(image_rgb)
         height, width = rgb.shape[:2]
         if height == 0 or width == 0:
-            return []
+            return [], 1.0, height, width
         scale = detection_scale(
             height, width, max_side=self.max_side, upscale_below=self.upscale_below
         )
@@ -211,11 +252,35 @@ class ScaledDetector:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             bgr = cv2.resize(bgr, size, interpolation=interp)
-        raw = self._raw(bgr)
-        return self._finish(raw, scale, height, width)
+        bordered = scale > 1.0 and self.pad_value is not None
+        raw = self._bordered_raw(bgr) if bordered else self._raw(bgr)
+        return raw, scale, height, width
+
+    def _bordered_raw(self, bgr: np.ndarray) -> list[RawBox]:
+        """``_raw`` on an upscaled (small) image inside a border of ``pad`` times its sides.
+
+        A small image is mostly a face crop (FER2013's 48×48): the face fills the frame, and
+        detectors trained on scenes miss it or answer with shifted copies that run past the
+        frame. With a border it is found as one box. Boxes come back in the image's own
+        detection pixels (they may reach into the border: ``min_inside`` judges them).
+        """
+        import cv2
+
+        top, left = border(*bgr.shape[:2], pad=self.pad)
+        if not (top or left):
+            return self._raw(bgr)
+        canvas = cv2.copyMakeBorder(
+            bgr, top, top, left, left, cv2.BORDER_CONSTANT, value=self.pad_value
+        )
+        return [(x - left, y - top, w, h, s) for x, y, w, h, s in self._raw(canvas)]
 
     def _finish(self, raw: list[RawBox], scale: float, height: int, width: int) -> list[Face]:
-        """Map back to original pixels, clip, filter and NMS."""
+        """Drop boxes mostly outside the frame, map back to original pixels, clip, filter, NMS.
+
+        Confidence: no face unless the best box reaches ``min_confidence`` (a no-face photo
+        rarely has one); then every box from ``min_confidence_next`` up (in a group photo the
+        other faces are often smaller, blurred or turned, and score lower).
+        """
         import cv2
 
         boxes: list[list[int]] = []
@@ -223,7 +288,11 @@ class ScaledDetector:
         for raw_box in raw:
             # Python floats: backends may hand numpy scalars, whose round() is not an int.
             x, y, w, h, score = (float(v) for v in raw_box)
-            if score < self.min_confidence:
+            if score < self.min_confidence_next:
+                continue
+            # The res10 SSD also emits shifted copies of a face box that run past the frame
+            # (e.g. x2 = 1.08, y2 = 1.22 relative at 0.97); clipped, they became corner "faces".
+            if inside_fraction(x, y, w, h, width * scale, height * scale) < self.min_inside:
                 continue
             x1 = round(max(0.0, x / scale))
             y1 = round(max(0.0, y / scale))
@@ -239,7 +308,9 @@ class ScaledDetector:
             scores.append(float(score))
         if not boxes:
             return []
-        keep = cv2.dnn.NMSBoxes(boxes, scores, self.min_confidence, self.nms_iou)
+        if max(scores) < self.min_confidence:
+            return []
+        keep = cv2.dnn.NMSBoxes(boxes, scores, self.min_confidence_next, self.nms_iou)
         faces = [Face(*boxes[i], score=round(scores[i], 6)) for i in np.asarray(keep).reshape(-1)]
         faces.sort(key=lambda f: (-f.score, -f.area, f.y, f.x))
         return faces

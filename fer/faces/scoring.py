@@ -95,3 +95,23 @@ def box_level_prf(
         fp += len(pred) - matched
         fn += len(truth) - matched
     return {**_prf(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn}
+
+
+def drop_ignored(
+    truth: Sequence[Box],
+    ignore: Sequence[Box],
+    pred: Sequence[Box],
+    iou_threshold: float = 0.5,
+) -> list[int]:
+    """Indices of the predictions that count, given regions that are neither required nor wrong.
+
+    A prediction matched to a truth box (see :func:`match_boxes`) always counts; an unmatched
+    one that overlaps an ``ignore`` box (a face too small to require, say) with IoU ≥
+    ``iou_threshold`` is left out of scoring instead of being a false positive.
+    """
+    matched = {j for _, j, _ in match_boxes(truth, pred, iou_threshold)}
+    return [
+        j
+        for j, p in enumerate(pred)
+        if j in matched or not any(iou(p, g) >= iou_threshold for g in ignore)
+    ]

@@ -2,8 +2,9 @@
 
 A cascade gives no probability, only how many overlapping windows agreed (``neighbours``).
 We report ``score = n / (n + MIN_NEIGHBOURS)``: every accepted box scores above 0.5 (OpenCV
-keeps groups with more than ``MIN_NEIGHBOURS`` windows), so the default ``min_confidence``
-of 0.5 keeps all of them and a higher one asks for more agreement.
+keeps groups with more than ``MIN_NEIGHBOURS`` windows), so a ``min_confidence`` of 0.5 keeps
+all of them and a higher one asks for more agreement (the default 0.75, calibrated for the
+SSD, asks for 15 windows on an image's best face; ``min_confidence_next`` 0.4 keeps the rest).
 """
 
 from __future__ import annotations

@@ -86,6 +86,7 @@ class SsdDetector(ScaledDetector):
     """res10 SSD; very wide or tall images are cut into near-square windows (see ``tiles``)."""
 
     name = "ssd"
+    pad_value = MEAN  # the border is zero after mean subtraction
 
     def __init__(self, cfg: DetectConfig) -> None:
         import cv2
@@ -111,7 +112,7 @@ class SsdDetector(ScaledDetector):
         blob = cv2.dnn.blobFromImage(cv2.resize(bgr, (INPUT, INPUT)), 1.0, (INPUT, INPUT), MEAN)
         self.net.setInput(blob)
         rows = self.net.forward().reshape(-1, 7)
-        rows = rows[rows[:, 2] >= self.min_confidence]
+        rows = rows[rows[:, 2] >= self.min_confidence_next]
         out: list[RawBox] = []
         for _, _, conf, x1, y1, x2, y2 in rows:
             # Relative coords can fall outside [0, 1]; clipping happens after mapping back.
