@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--params", type=Path, default=argparse.SUPPRESS, help="params file")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _data_commands(sub, common)
+    _model_commands(sub, common)
+    _service_commands(sub, common)
+    return parser
+
+
+def _data_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """sample, import, ingest, detect, validate, split."""
     p = sub.add_parser("sample", parents=[common], help="render the synthetic sandbox")
     p.add_argument("--out", type=Path, help="raw tree to write (default: sample.out)")
     p.add_argument("--truth", type=Path, help="truth CSV to write (default: sample.truth)")
@@ -63,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("validate", parents=[common], help="data gate, quarantine, label issues")
     sub.add_parser("split", parents=[common], help="group-aware train/val/test split")
 
+
+def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """train, evaluate, predict, weights."""
     p = sub.add_parser("train", parents=[common], help="train one model")
     p.add_argument("--model", help="architecture name (default: train.model)")
     p.add_argument(
@@ -104,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
         help="largest request body in bytes (default: api.max_request_bytes, 10 MiB)",
     )  # fmt: skip
 
+
+def _service_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """pipeline, serve, review, api, ui: the commands that run flows and servers."""
     p = sub.add_parser(
         "pipeline", parents=[common], help="run the whole pipeline as a Prefect flow"
     )
@@ -138,7 +152,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-port", type=int, default=5000)
     p.add_argument("--prefect-port", type=int, default=4200)
     p.add_argument("--host", default="127.0.0.1")
-    return parser
 
 
 # command -> (module, function, names of parsed args passed as keyword arguments)
