@@ -562,7 +562,9 @@ def _check_dvc_keys(path: Path, raw: dict[str, Any], cfg: Config) -> None:
         return  # DVC reports a broken dvc.yaml itself
     for name, stage in stages.items():
         body = stage.get("do", stage) if isinstance(stage, dict) else {}
-        items = cfg.train.models if isinstance(stage, dict) and "foreach" in stage else [None]
+        # Read around the params audit: checking the file is not a stage reading a key.
+        models = object.__getattribute__(object.__getattribute__(cfg, "train"), "models")
+        items = models if isinstance(stage, dict) and "foreach" in stage else [None]
         for item in items:
             for key in body.get("params", []) if isinstance(body, dict) else []:
                 if not isinstance(key, str):

@@ -87,10 +87,70 @@ def check_store(uri: str) -> None:
     _CHECKED.add(uri)
 
 
+# Columns of MLflow's sqlite schema that hold local artifact paths (plain or file:// URIs).
+_PATH_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+)
+_FOLLOWED: set[str] = set()
+
+
+def follow_project(cfg: TrackingConfig, uri: str) -> str | None:
+    """Keep a local store's artifact paths inside this project, wherever it was moved.
+
+    MLflow stores artifact locations as absolute paths, so a copied or moved project would
+    keep reading and writing the original's ``mlruns/`` (and break once that is removed).
+    When the experiment's location is not ``tracking.artifact_location`` of this project, the
+    paths under the old root are rewritten to the new one, once, with a notice. Returns the
+    old root when it rewrote them.
+    """
+    import sqlite3
+
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri in _FOLLOWED:
+        return None
+    _FOLLOWED.add(uri)
+    db = Path(uri[len(prefix) :])
+    if not db.is_file():
+        return None
+    new = Path(cfg.artifact_location).resolve()
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        row = con.execute(
+            "SELECT artifact_location FROM experiments WHERE name = ?", (cfg.experiment,)
+        ).fetchone()
+        old = _local_path(row[0]) if row and row[0] else None
+        if old is None or old == new:
+            return None
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        with con:
+            for table, column in (tc for tc in _PATH_COLUMNS if tc[0] in tables):
+                for before, after in ((old.as_uri(), new.as_uri()), (str(old), str(new))):
+                    con.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                        f"WHERE {column} = ? OR {column} LIKE ?",
+                        (after, len(before) + 1, before, before + "/%"),
+                    )
+    print(f"tracking: this project's store pointed at {old}; artifact paths now use {new}")
+    return str(old)
+
+
+def _local_path(location: str) -> Path | None:
+    """The folder of a local artifact location (a path or file:// URI); None for remote ones."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    return Path(location) if not parsed.scheme else None
+
+
 def _use_store(cfg: TrackingConfig) -> str:
     """Point mlflow at the store in force (after checking a local one) and return its URI."""
     uri = tracking_uri(cfg)
     check_store(uri)
+    follow_project(cfg, uri)
     env = os.environ.get(ENV_URI)
     if not env or env in _SET_FROM_PARAMS:
         _SET_FROM_PARAMS.add(uri)  # mlflow is about to write it into the environment
@@ -391,8 +451,9 @@ def git_revision() -> str:
     return rev + ("+dirty" if dirty else "")
 
 
-def lineage_tags(*, manifest: Path, splits: Path) -> dict[str, str]:
-    """What a trained model was made from: input digests, the DVC lock, the git revision."""
+def lineage_tags(*, manifest: Path, splits: Path, decisions: Path | None = None) -> dict[str, str]:
+    """What a trained model was made from: input digests (the manifest, the splits, a person's
+    review decisions), the DVC lock, the git revision."""
     from fer.io import file_sha256
 
     def digest(path: Path) -> str:
@@ -403,6 +464,7 @@ def lineage_tags(*, manifest: Path, splits: Path) -> dict[str, str]:
         "splits_sha256": digest(splits),
         "dvc_lock_sha256": digest(Path("dvc.lock")),
         "git_revision": git_revision(),
+        **({"review_decisions_sha256": digest(decisions)} if decisions is not None else {}),
     }
 
 

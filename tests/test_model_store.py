@@ -85,3 +85,45 @@ def test_zeroed_page_is_caught_before_training_writes(tmp_path: Path, monkeypatc
     with pytest.raises(TrackingError) as err:
         ensure_reachable(cfg)  # what `fer train` calls before any epoch
     assert err.value.exit_code == 3 and str(db) in str(err.value)
+
+
+def test_a_copied_project_keeps_its_artifacts_to_itself(tmp_path: Path, monkeypatch) -> None:
+    """MLflow stores absolute artifact paths: a copy would write into (and read from) the
+    original's mlruns. The copy's store is pointed at its own, once, and the original can go."""
+    import shutil
+
+    from trainkit import make_project
+
+    from fer.stages.train import run as train
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    original = tmp_path / "original"
+    original.mkdir()
+    monkeypatch.chdir(original)
+    cfg = make_project(original, n_per_class=10, train={"epochs": 1},
+                       tracking={"uri": "sqlite:///mlflow.db"})  # fmt: skip
+    train(cfg, model="baseline")
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)
+    monkeypatch.chdir(copy)
+    (copy / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
+    import os
+    import subprocess
+    import sys
+
+    fer = str(Path(sys.executable).with_name("fer"))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # train set it
+    proc = subprocess.run([fer, "evaluate", "--model", "baseline"], cwd=copy, text=True,
+                          capture_output=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "artifact paths now use" in proc.stdout
+    assert not original.exists(), sorted(str(p) for p in original.rglob("*"))[:5]
+    assert list((copy / "mlruns").rglob("classification_report.json"))
+    rows = sqlite3.connect(copy / "mlflow.db").execute("SELECT artifact_uri FROM runs").fetchall()
+    assert rows and all(str(copy) in r[0] for r in rows)
+    # `fer predict`'s default (the registry alias) resolves to the copy's files.
+    from fer.prediction.model_resolution import resolve_model
+
+    resolved = resolve_model(cfg, None)
+    assert resolved.path.is_relative_to(copy) and (resolved.path / "model.pt").is_file()

@@ -286,7 +286,15 @@ def _log_inputs(
     mrun.log_params({**conf, **source, "model_name": name, "device": device,
                      "n_train": len(fit_data.train_y), "n_val": len(fit_data.val_y)})  # fmt: skip
     counts = {s: int((data.table["split"] == s).sum()) for s in ("train", "val", "test")}
-    tags = lineage_tags(manifest=Path(cfg.ingest.manifest), splits=Path(cfg.split.out))
+    review = Path(cfg.review.decisions)
+    tags = lineage_tags(
+        manifest=Path(cfg.ingest.manifest), splits=Path(cfg.split.out), decisions=review
+    )
+    mrun.set_tags({
+        "review": f"fer review → http://{cfg.review.host}:{cfg.review.port}/ "
+        f"(decisions: {review})",
+        "review_decisions_sha256": tags.get("review_decisions_sha256", ""),
+    })  # fmt: skip
     mrun.log_dataset(
         data.table[["face_id", "path", "label", "split"]],
         name="splits",
