@@ -41,7 +41,7 @@ def _real_store(root: Path) -> Path:
     import mlflow
 
     db = root / "mlflow.db"
-    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    mlflow.set_tracking_uri(f"sqlite:///{db}")  # also sets MLFLOW_TRACKING_URI: callers reset it
     with mlflow.start_run():
         mlflow.log_params({f"p{i}": "x" * 200 for i in range(200)})
     return db
@@ -50,7 +50,8 @@ def _real_store(root: Path) -> Path:
 def test_unreadable_registry_never_switches_model(
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 ) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-by-this-test")  # restored after the test
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     image = _astronaut(tmp_path)
     (tmp_path / "mlflow.db").write_bytes(b"this is not a database" * 100)
     params = _params(tmp_path)
@@ -71,7 +72,9 @@ def test_zeroed_page_is_caught_before_training_writes(tmp_path: Path, monkeypatc
     from fer.errors import TrackingError
     from fer.tracking import check_store, ensure_reachable
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # setenv, not delenv: mlflow writes the variable, and monkeypatch must remove it after.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-by-this-test")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     db = _real_store(tmp_path)
     page = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0]
     size = db.stat().st_size
@@ -96,7 +99,8 @@ def test_a_copied_project_keeps_its_artifacts_to_itself(tmp_path: Path, monkeypa
 
     from fer.stages.train import run as train
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-by-this-test")  # restored after the test
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     original = tmp_path / "original"
     original.mkdir()
     monkeypatch.chdir(original)

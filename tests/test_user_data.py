@@ -62,6 +62,30 @@ def test_dvc_repro_never_deletes_user_images(tmp_path: Path) -> None:
     assert _intact(mine)
 
 
+def test_links_in_the_image_folder_never_stop_dvc(tmp_path: Path) -> None:
+    """A dangling symlink, or one leading out of the folder, is a rejected manifest row with
+    its reason; `dvc status` and `dvc repro` never trip over it (DVC does not hash the folder)."""
+    import os
+
+    from fer.params_edit import apply_overrides
+
+    project = make_project(tmp_path / "proj")
+    sh(project, DVC, "repro", "ingest")
+    mine = _user_images(project)
+    folder = project / "data/raw/happy"
+    os.symlink(project / "nowhere.jpg", folder / "dangling.jpg")
+    (tmp_path / "secret.jpg").write_bytes(next(iter(mine.values())))
+    os.symlink(tmp_path / "secret.jpg", folder / "outside.jpg")
+    apply_overrides(project / "params.yaml", ["ingest.raw_dir=data/raw"])
+    assert sh(project, DVC, "status").returncode == 0
+    sh(project, DVC, "repro", "ingest")
+    manifest = pd.read_parquet(project / "data/manifest.parquet").set_index("path")
+    assert manifest.loc["happy/dangling.jpg", "reason"] == "broken_symlink"
+    assert manifest.loc["happy/outside.jpg", "reason"] == "symlink_outside_raw"
+    assert manifest.loc["happy/mine.jpg", "status"] == "ok"
+    assert _intact(mine)
+
+
 def test_truth_scores_only_the_sandbox(tmp_path: Path) -> None:
     from fer.config import config_from_dict
 
