@@ -339,8 +339,10 @@ def main() -> None:
     if args.peer_python:
         peer = Peer(args.peer_python, proto, caffemodel, ours.detector.min_confidence)
         info = peer.ask(op="info")
-        print(f"peer: PyPI fer {info['version']} (OpenCV {info['opencv']}): FER(mtcnn=False) "
-              f"detects with {info['detector']}, classifies with {info['classifier']}")  # fmt: skip
+        print(
+            f"peer: PyPI fer {info['version']} (OpenCV {info['opencv']}): FER(mtcnn=False) "
+            f"detects with {info['detector']}, classifies with {info['classifier']}"
+        )
     bare = Bare(ours.model_dir, args.bare_threads)
     with tempfile.TemporaryDirectory(prefix="bench_peer.") as tmp_name:
         tmp = Path(tmp_name)
@@ -350,11 +352,10 @@ def main() -> None:
         print(f"\nwarm, median ms of {args.repeats} interleaved rounds (load avg after: {load1})")
         for name, times in results.items():
             cells = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in times.items())
-            ratios = [f"fer/bare {_ratio(times, 'fer predict', 'bare'):.2f}x",
-                      f"api/bare {_ratio(times, 'fer api', 'bare'):.2f}x"]  # fmt: skip
+            pairs = [("fer predict", "bare"), ("fer api", "bare")]
             if peer is not None:
-                ratios += [f"fer/peer {_ratio(times, 'fer predict', 'peer'):.2f}x",
-                           f"fer/peer+ssd {_ratio(times, 'fer predict', 'peer+ssd'):.2f}x"]  # fmt: skip
+                pairs += [("fer predict", "peer"), ("fer predict", "peer+ssd")]
+            ratios = [f"{a}/{b} {_ratio(times, a, b):.2f}x" for a, b in pairs]
             print(f"  {name}: {cells}\n    ratios: {', '.join(ratios)}")
         walls = cold(images["astronaut 640x480"], args.peer_python, tmp / "cold", args.cold)
         load2 = ", ".join(f"{v:.2f}" for v in os.getloadavg())

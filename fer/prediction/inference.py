@@ -7,7 +7,8 @@ architecture is rebuilt by name from the registry, so no pickled code ever runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 
 WEIGHTS = "model.pt"
 FORMAT_VERSION = 1
+INFERENCE_THREADS = 1
+"""torch intra-op threads for `fer predict`, the pyfunc and `fer api` on CPU. One face (or 64)
+through a small classifier gains little from more, and OpenMP's spinning workers lose badly
+when the cores are shared: on 2 busy cores one 64 px mini-Xception call took ~700 ms with 2
+threads against ~3.5 ms with 1 (benchmarks/bench_peer.py). OpenCV keeps its own threads for
+the detector, the larger cost."""
 
 
 def model_payload(
@@ -100,6 +107,7 @@ class FaceClassifier:
         batch_size: int = 64,
         arch: str = "",
         meta: dict[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
         self.model = model.eval()
         self.meta = meta or {}
@@ -108,12 +116,22 @@ class FaceClassifier:
         self.device = device
         self.batch_size = batch_size
         self.arch = arch
+        self.threads = threads
 
     @classmethod
     def load(
-        cls, path: str | Path, *, device: str = "cpu", batch_size: int = 64
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        threads: int | None = None,
     ) -> FaceClassifier:
-        """Load from ``model.pt`` or its folder (``device``: cpu, cuda or auto)."""
+        """Load from ``model.pt`` or its folder (``device``: cpu, cuda or auto).
+
+        ``threads``: torch intra-op threads while classifying on CPU (restored after each
+        call); None keeps the process setting (evaluation sets its own).
+        """
         import torch
 
         if device == "auto":
@@ -127,6 +145,7 @@ class FaceClassifier:
             batch_size=batch_size,
             arch=str(payload["arch"]),
             meta={k: v for k, v in payload.items() if k != "state_dict"},
+            threads=threads,
         )
 
     def crop_config(self, default: CropConfig | None = None) -> CropConfig:
@@ -163,7 +182,8 @@ class FaceClassifier:
         from fer.learning.training import softmax_tta
 
         flip = bool(self.meta.get("config", {}).get("train", {}).get("tta_flip", False))
-        with torch.inference_mode():
+        threads = self.threads if str(self.device) == "cpu" else None
+        with torch.inference_mode(), intra_op_threads(threads):
             for start in range(0, len(arr), self.batch_size):
                 x = preprocess(
                     arr[start : start + self.batch_size], self.input_spec, device=self.device
@@ -180,6 +200,25 @@ class FaceClassifier:
             }
             for row in probs
         ]
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads, then restore the setting.
+
+    None (or the current count) changes nothing. Switching costs ~1 µs.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if not threads or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def analyze_image(

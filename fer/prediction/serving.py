@@ -170,10 +170,12 @@ class FacePyfunc:
         import torch
 
         from fer.faces.detectors import create_detector
-        from fer.prediction.inference import FaceClassifier
+        from fer.prediction.inference import INFERENCE_THREADS, FaceClassifier
 
         self.classifier = FaceClassifier.load(
-            context.artifacts["weights"], device="cuda" if torch.cuda.is_available() else "cpu"
+            context.artifacts["weights"],
+            device="cuda" if torch.cuda.is_available() else "cpu",
+            threads=INFERENCE_THREADS,
         )
         config = self.classifier.meta.get("config", {})
         settings = self.classifier.detector_settings()
