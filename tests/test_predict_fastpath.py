@@ -161,3 +161,31 @@ if __name__ == "__main__":
         out = results(config(Path(tmp)))
     FIXTURE.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {FIXTURE}", file=sys.stderr)
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "baseline", "minixception", "faceexpr", "resnet18"])
+def test_folded_batch_norms_give_the_same_probabilities(arch: str) -> None:
+    import torch
+    from torch import nn
+
+    from fer.config import ModelSpec
+    from fer.learning.models import build_model
+    from fer.prediction.inference import fold_batch_norms
+
+    torch.manual_seed(0)
+    net = build_model(arch, ModelSpec(), input_size=64).eval()
+    for m in net.modules():  # give the norms something to fold
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    x = torch.randn(4, 3, 64, 64)
+    with torch.inference_mode():
+        before = torch.softmax(net(x), dim=1)
+        norms = sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+        folded = fold_batch_norms(net)
+        after = torch.softmax(folded(x), dim=1)
+    left = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert left < norms or norms == 0
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)

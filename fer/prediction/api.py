@@ -147,14 +147,11 @@ class Engine:
         from fer.config import CropConfig, DetectorSettings
         from fer.data.images import preload
         from fer.faces.detectors import create_detector
-        from fer.prediction.inference import INFERENCE_THREADS, FaceClassifier
+        from fer.prediction.inference import FaceClassifier
 
         self.settings = settings
-        self.classifier = FaceClassifier.load(
-            settings.model_dir,
-            device="auto",
-            batch_size=settings.batch_size,
-            threads=INFERENCE_THREADS,
+        self.classifier = FaceClassifier.for_inference(
+            settings.model_dir, device="auto", batch_size=settings.batch_size
         )
         # As `fer predict` does: the settings the model was trained with, params' otherwise.
         self.crop = self.classifier.crop_config(default=CropConfig(**settings.crop))

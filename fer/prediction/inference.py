@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +149,22 @@ class FaceClassifier:
             threads=threads,
         )
 
+    @classmethod
+    def for_inference(
+        cls, path: str | Path, *, device: str = "cpu", batch_size: int = 64
+    ) -> FaceClassifier:
+        """Load for prediction (`fer predict`, the pyfunc, `fer api`): batch norms folded into
+        the convolutions before them (:func:`fold_batch_norms`) and :data:`INFERENCE_THREADS`.
+
+        Probabilities equal :meth:`load`'s to float rounding (~1e-6); evaluation keeps
+        :meth:`load`.
+        """
+        classifier = cls.load(
+            path, device=device, batch_size=batch_size, threads=INFERENCE_THREADS
+        )
+        classifier.model = fold_batch_norms(classifier.model)
+        return classifier
+
     def crop_config(self, default: CropConfig | None = None) -> CropConfig:
         """The crop settings the model was trained with (``config.crop`` in ``model.pt``).
 
@@ -200,6 +217,37 @@ class FaceClassifier:
             }
             for row in probs
         ]
+
+
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that follows a convolution inside an ``nn.Sequential`` into it.
+
+    In eval mode a batch norm is a per-channel affine map, so the conv before it can absorb it
+    (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and the norm becomes ``Identity``: one op
+    less per pair (mini-Xception: 14 of ~60; ~11 % of a one-face call, ~17 % at 16 faces). A
+    depthwise-separable conv absorbs it in its pointwise conv. The model is changed in place
+    and returned; its state dict no longer matches ``model.pt`` (never save it).
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from fer.learning.models.layers import SeparableConv2d
+
+    model.eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for first, second in pairwise(names):
+            conv, norm = seq._modules[first], seq._modules[second]
+            if not isinstance(norm, nn.BatchNorm2d) or not norm.track_running_stats:
+                continue
+            if isinstance(conv, nn.Conv2d):
+                seq._modules[first] = fuse_conv_bn_eval(conv, norm)
+            elif isinstance(conv, SeparableConv2d):
+                conv.pointwise = fuse_conv_bn_eval(conv.pointwise, norm)
+            else:
+                continue
+            seq._modules[second] = nn.Identity()
+    return model
 
 
 @contextmanager

@@ -170,12 +170,10 @@ class FacePyfunc:
         import torch
 
         from fer.faces.detectors import create_detector
-        from fer.prediction.inference import INFERENCE_THREADS, FaceClassifier
+        from fer.prediction.inference import FaceClassifier
 
-        self.classifier = FaceClassifier.load(
-            context.artifacts["weights"],
-            device="cuda" if torch.cuda.is_available() else "cpu",
-            threads=INFERENCE_THREADS,
+        self.classifier = FaceClassifier.for_inference(
+            context.artifacts["weights"], device="cuda" if torch.cuda.is_available() else "cpu"
         )
         config = self.classifier.meta.get("config", {})
         settings = self.classifier.detector_settings()

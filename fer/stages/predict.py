@@ -162,11 +162,9 @@ def _detector(classifier: FaceClassifier, cfg: Config, detect_with: str) -> Any:
 
 def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, CropConfig]:
     """The classifier and the crop settings it was trained with (params' when not recorded)."""
-    from fer.prediction.inference import INFERENCE_THREADS, FaceClassifier
+    from fer.prediction.inference import FaceClassifier
 
-    classifier = FaceClassifier.load(
-        model_dir, batch_size=cfg.predict.batch_size, threads=INFERENCE_THREADS
-    )
+    classifier = FaceClassifier.for_inference(model_dir, batch_size=cfg.predict.batch_size)
     # A model trained with other crop settings must see crops cut its way.
     return classifier, classifier.crop_config(default=cfg.detect.crop)
 
