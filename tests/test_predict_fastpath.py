@@ -189,3 +189,23 @@ def test_folded_batch_norms_give_the_same_probabilities(arch: str) -> None:
     left = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert left < norms or norms == 0
     torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("color", ["rgb", "gray"])
+def test_preprocess_is_bit_identical_to_before(color: str) -> None:
+    """Cached normalisation constants: the very same floats as computing them per call."""
+    import torch
+
+    from fer.learning.preprocess import InputSpec, preprocess
+
+    spec = InputSpec(size=64, color=color, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    crops = np.random.default_rng(2).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    x = torch.as_tensor(crops).permute(0, 3, 1, 2).contiguous().float()
+    if color == "gray":  # the code before the speed work, step by step
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        x = (x * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    want = torch.addcmul(-mean / std, x, 1.0 / (255.0 * std))
+    for _ in range(2):  # first call fills the cache, the second reads it
+        assert torch.equal(preprocess(crops, spec), want)
