@@ -12,11 +12,15 @@ Measured in one run, on whatever cores the machine gives (the README table used 
   with ``predict.batch_size`` 64 vs 1 (annotated JPEGs written both times);
 - a 640×480 video of ``--frames`` frames, ``detect_every`` 1 vs 5, annotated video written.
 
-The classifier is ``--model DIR`` when given, else an untrained ``--arch`` (default alexnet,
-the project's default model) saved as model.pt: timings do not depend on the weights. Usage::
+The classifier is ``--model DIR`` (or ``--model pretrained:minixception``, the small
+real-face model) when given, else an untrained ``--arch`` (default alexnet, the project's
+default model) saved as model.pt: timings do not depend on the weights. Usage::
 
     python benchmarks/bench_predict.py                      # n=1000, frames=150
     python benchmarks/bench_predict.py --n 100 --frames 30  # quick
+    python benchmarks/bench_predict.py --model pretrained:minixception
+
+The peer comparison (PyPI ``fer``, a bare loop) is benchmarks/bench_peer.py.
 """
 
 from __future__ import annotations
@@ -75,6 +79,17 @@ def _untrained_model(folder: Path, arch: str) -> Path:
     return folder
 
 
+def _model_dir(model: str | None, tmp: Path, arch: str) -> Path:
+    """``--model``: a folder, ``pretrained:NAME`` (built as `fer predict` builds it), or None."""
+    if model is None:
+        return _untrained_model(tmp / "model", arch)
+    if model.startswith("pretrained:"):
+        from fer.prediction.model_resolution import pretrained_model
+
+        return pretrained_model(_cfg(), model.removeprefix("pretrained:"))
+    return Path(model)
+
+
 def _photo_640x480() -> np.ndarray:
     """The astronaut (one face) letterboxed into 640×480, RGB."""
     import cv2
@@ -90,6 +105,10 @@ def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
     import cv2
 
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def _load() -> str:
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def _median_ms(fn: Any, repeats: int) -> float:
@@ -112,7 +131,7 @@ def bench_single(model_dir: Path, tmp: Path, repeats: int) -> dict[str, float]:
     path = tmp / "one_face.jpg"
     _write_jpeg(path, _photo_640x480())
     detector = create_detector(cfg.detect)
-    clf = FaceClassifier.load(model_dir)
+    clf = FaceClassifier.for_inference(model_dir)  # as `fer predict` loads it
     crop_cfg = clf.crop_config(default=cfg.detect.crop)
     from fer.faces.crops import crop_face
 
@@ -237,7 +256,7 @@ def bench_video(model_dir: Path, tmp: Path, frames: int) -> dict[str, float]:
     writer.release()
     cfg = _cfg()
     detector = create_detector(cfg.detect)
-    clf = FaceClassifier.load(model_dir)
+    clf = FaceClassifier.for_inference(model_dir, batch_size=cfg.predict.batch_size)
     crop = clf.crop_config(default=cfg.detect.crop)
     out = {}
     for every in (1, 5):
@@ -252,20 +271,23 @@ def bench_video(model_dir: Path, tmp: Path, frames: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, help="model dir with model.pt (default: untrained)")
+    ap.add_argument(
+        "--model", help="model dir with model.pt, or pretrained:NAME (default: untrained)"
+    )
     ap.add_argument("--arch", default="alexnet", help="architecture of the untrained model")
     ap.add_argument("--n", type=int, default=1000, help="images in the folder benchmark")
     ap.add_argument("--frames", type=int, default=150, help="frames in the video benchmark")
     ap.add_argument("--repeats", type=int, default=30, help="single-image timing repeats")
     args = ap.parse_args()
+    import cv2
     import torch
 
     print(f"$ {shlex.join([sys.executable, *sys.argv])}")
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, load avg: {load}")
+    print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()} (fer predict "
+          f"classifies with 1), OpenCV {cv2.__version__}, load avg: {_load()}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench_predict.") as tmp_name:
         tmp = Path(tmp_name)
-        model_dir = args.model or _untrained_model(tmp / "model", args.arch)
+        model_dir = _model_dir(args.model, tmp, args.arch)
         label = str(args.model) if args.model else f"untrained {args.arch}"
         print(f"model: {label}")
         single = bench_single(model_dir, tmp, args.repeats)
@@ -273,7 +295,7 @@ def main() -> None:
             f"single 640x480 image, warm: e2e {single['e2e_ms']:.1f} ms median "
             f"(decode {single['decode_ms']:.1f}); detector {single['detector_ms']:.1f} ms + "
             f"classifier {single['classifier_ms']:.1f} ms -> overhead "
-            f"{single['overhead']:.2f}x (goal <= 1.2x)"
+            f"{single['overhead']:.2f}x (goal <= 1.2x); load avg {_load()}"
         )
         cold = bench_cold(model_dir, tmp)
         print(
@@ -281,18 +303,20 @@ def main() -> None:
             f"{cold['cold_start_s']:.2f} s; import fer.stages.predict "
             f"{cold['import_predict_s']:.3f} s, heavy modules then loaded: "
             f"{cold['modules_at_import']}; an MLflow URI adds "
-            f"import mlflow: {cold['mlflow_import_s']:.2f} s"
+            f"import mlflow: {cold['mlflow_import_s']:.2f} s; load avg {_load()}"
         )
         folder = bench_folder(model_dir, tmp, args.n)
         print(
             f"folder of {args.n} images (640x480, 1 face): batch 64 "
             f"{folder['batch64_img_s']:.1f} img/s, batch 1 {folder['batch1_img_s']:.1f} img/s "
-            f"({folder['batching_speedup']:.2f}x); faces {folder['batch64_faces']}"
+            f"({folder['batching_speedup']:.2f}x); faces {folder['batch64_faces']}; "
+            f"load avg {_load()}"
         )
         video = bench_video(model_dir, tmp, args.frames)
         print(
             f"video 640x480, {args.frames} frames: detect every frame {video['every1_fps']:.1f}"
-            f" fps, every 5th {video['every5_fps']:.1f} fps ({video['speedup']:.2f}x)"
+            f" fps, every 5th {video['every5_fps']:.1f} fps ({video['speedup']:.2f}x); "
+            f"load avg {_load()}"
         )
 
 

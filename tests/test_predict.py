@@ -24,7 +24,7 @@ from fer.errors import ModelError
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-HEAVY = ("prefect", "dvc", "great_expectations", "mlflow")
+HEAVY = ("prefect", "dvc", "great_expectations", "mlflow", "fastapi", "starlette", "uvicorn")
 
 
 def train_tiny_model(root: Path) -> Path:

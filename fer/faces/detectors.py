@@ -190,6 +190,16 @@ def tiles(
     return [(0, s, width, length) for s in starts]
 
 
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` scaled by ``scale`` for detection (INTER_AREA down, INTER_LINEAR up)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interp)
+
+
 def to_rgb3(image: np.ndarray) -> np.ndarray:
     """Validate an image and return it as HxWx3 uint8 (grey is expanded, alpha dropped)."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
@@ -247,11 +257,14 @@ class ScaledDetector:
         scale = detection_scale(
             height, width, max_side=self.max_side, upscale_below=self.upscale_below
         )
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if scale != 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            bgr = cv2.resize(bgr, size, interpolation=interp)
+        # Resizing and the RGB -> BGR swap both work channel by channel, so their order does not
+        # change a pixel: swap on the smaller image (a 12 MP photo's full-size swap cost ~7 ms).
+        if scale < 1.0:
+            bgr = cv2.cvtColor(_resized(rgb, scale), cv2.COLOR_RGB2BGR)
+        else:
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            if scale > 1.0:
+                bgr = _resized(bgr, scale)
         bordered = scale > 1.0 and self.pad_value is not None
         raw = self._bordered_raw(bgr) if bordered else self._raw(bgr)
         return raw, scale, height, width

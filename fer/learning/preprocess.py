@@ -91,25 +91,27 @@ def preprocess(
             x, size=(spec.size, spec.size), mode="bilinear", align_corners=False, antialias=True
         )
     if spec.color == "gray":
-        weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+        weights = _constants((0.299, 0.587, 0.114), (1.0, 1.0, 1.0), str(x.device))[0]
         x = (x * weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
-    mean, std = _mean_std(tuple(spec.mean), tuple(spec.std), str(x.device))
+    mean, std, shift, scale = _constants(tuple(spec.mean), tuple(spec.std), str(x.device))
     if augment is not None:
         x = augment(x.div_(255.0))
         return x.sub_(mean).div_(std)
-    # One fused pass: (x / 255 - mean) / std.
-    return torch.addcmul(-mean / std, x, 1.0 / (255.0 * std))
+    # One fused pass: (x / 255 - mean) / std = x * scale + shift.
+    return torch.addcmul(shift, x, scale)
 
 
 @lru_cache(maxsize=8)
-def _mean_std(
+def _constants(
     mean: tuple[float, ...], std: tuple[float, ...], device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalisation constants as (1, 3, 1, 1) tensors, made once per device (not per batch)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean, std, -mean / std, 1 / (255 std))`` as (1, 3, 1, 1) tensors, made once per
+    device (not per batch: a one-face call spends most of its time on such small ops)."""
     import torch
 
     def shaped(v: tuple[float, ...]) -> torch.Tensor:
         return torch.tensor(v, device=device).view(1, 3, 1, 1)
 
     with torch.inference_mode(False):  # plain tensors, usable in training and inference alike
-        return shaped(mean), shaped(std)
+        m, s = shaped(mean), shaped(std)
+        return m, s, -m / s, 1.0 / (255.0 * s)

@@ -150,7 +150,7 @@ class Engine:
         from fer.prediction.inference import FaceClassifier
 
         self.settings = settings
-        self.classifier = FaceClassifier.load(
+        self.classifier = FaceClassifier.for_inference(
             settings.model_dir, device="auto", batch_size=settings.batch_size
         )
         # As `fer predict` does: the settings the model was trained with, params' otherwise.

@@ -7,7 +7,9 @@ architecture is rebuilt by name from the registry, so no pickled code ever runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,12 @@ if TYPE_CHECKING:
 
 WEIGHTS = "model.pt"
 FORMAT_VERSION = 1
+INFERENCE_THREADS = 1
+"""torch intra-op threads for `fer predict`, the pyfunc and `fer api` on CPU. One face (or 64)
+through a small classifier gains little from more, and OpenMP's spinning workers lose badly
+when the cores are shared: on 2 busy cores one 64 px mini-Xception call took ~700 ms with 2
+threads against ~3.5 ms with 1 (benchmarks/bench_peer.py). OpenCV keeps its own threads for
+the detector, the larger cost."""
 
 
 def model_payload(
@@ -100,6 +108,7 @@ class FaceClassifier:
         batch_size: int = 64,
         arch: str = "",
         meta: dict[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
         self.model = model.eval()
         self.meta = meta or {}
@@ -108,12 +117,22 @@ class FaceClassifier:
         self.device = device
         self.batch_size = batch_size
         self.arch = arch
+        self.threads = threads
 
     @classmethod
     def load(
-        cls, path: str | Path, *, device: str = "cpu", batch_size: int = 64
+        cls,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        threads: int | None = None,
     ) -> FaceClassifier:
-        """Load from ``model.pt`` or its folder (``device``: cpu, cuda or auto)."""
+        """Load from ``model.pt`` or its folder (``device``: cpu, cuda or auto).
+
+        ``threads``: torch intra-op threads while classifying on CPU (restored after each
+        call); None keeps the process setting (evaluation sets its own).
+        """
         import torch
 
         if device == "auto":
@@ -127,7 +146,24 @@ class FaceClassifier:
             batch_size=batch_size,
             arch=str(payload["arch"]),
             meta={k: v for k, v in payload.items() if k != "state_dict"},
+            threads=threads,
         )
+
+    @classmethod
+    def for_inference(
+        cls, path: str | Path, *, device: str = "cpu", batch_size: int = 64
+    ) -> FaceClassifier:
+        """Load for prediction (`fer predict`, the pyfunc, `fer api`): batch norms folded into
+        the convolutions before them (:func:`fold_batch_norms`) and :data:`INFERENCE_THREADS`.
+
+        Probabilities equal :meth:`load`'s to float rounding (~1e-6); evaluation keeps
+        :meth:`load`.
+        """
+        classifier = cls.load(
+            path, device=device, batch_size=batch_size, threads=INFERENCE_THREADS
+        )
+        classifier.model = fold_batch_norms(classifier.model)
+        return classifier
 
     def crop_config(self, default: CropConfig | None = None) -> CropConfig:
         """The crop settings the model was trained with (``config.crop`` in ``model.pt``).
@@ -163,7 +199,8 @@ class FaceClassifier:
         from fer.learning.training import softmax_tta
 
         flip = bool(self.meta.get("config", {}).get("train", {}).get("tta_flip", False))
-        with torch.inference_mode():
+        threads = self.threads if str(self.device) == "cpu" else None
+        with torch.inference_mode(), intra_op_threads(threads):
             for start in range(0, len(arr), self.batch_size):
                 x = preprocess(
                     arr[start : start + self.batch_size], self.input_spec, device=self.device
@@ -180,6 +217,56 @@ class FaceClassifier:
             }
             for row in probs
         ]
+
+
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that follows a convolution inside an ``nn.Sequential`` into it.
+
+    In eval mode a batch norm is a per-channel affine map, so the conv before it can absorb it
+    (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and the norm becomes ``Identity``: one op
+    less per pair (mini-Xception: 14 of ~60; ~11 % of a one-face call, ~17 % at 16 faces). A
+    depthwise-separable conv absorbs it in its pointwise conv. The model is changed in place
+    and returned; its state dict no longer matches ``model.pt`` (never save it).
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from fer.learning.models.layers import SeparableConv2d
+
+    model.eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for first, second in pairwise(names):
+            conv, norm = seq._modules[first], seq._modules[second]
+            if not isinstance(norm, nn.BatchNorm2d) or not norm.track_running_stats:
+                continue
+            if isinstance(conv, nn.Conv2d):
+                seq._modules[first] = fuse_conv_bn_eval(conv, norm)
+            elif isinstance(conv, SeparableConv2d):
+                conv.pointwise = fuse_conv_bn_eval(conv.pointwise, norm)
+            else:
+                continue
+            seq._modules[second] = nn.Identity()
+    return model
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads, then restore the setting.
+
+    None (or the current count) changes nothing. Switching costs ~1 µs.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if not threads or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def analyze_image(

@@ -172,7 +172,7 @@ class FacePyfunc:
         from fer.faces.detectors import create_detector
         from fer.prediction.inference import FaceClassifier
 
-        self.classifier = FaceClassifier.load(
+        self.classifier = FaceClassifier.for_inference(
             context.artifacts["weights"], device="cuda" if torch.cuda.is_available() else "cpu"
         )
         config = self.classifier.meta.get("config", {})

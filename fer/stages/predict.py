@@ -164,7 +164,7 @@ def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, CropC
     """The classifier and the crop settings it was trained with (params' when not recorded)."""
     from fer.prediction.inference import FaceClassifier
 
-    classifier = FaceClassifier.load(model_dir, batch_size=cfg.predict.batch_size)
+    classifier = FaceClassifier.for_inference(model_dir, batch_size=cfg.predict.batch_size)
     # A model trained with other crop settings must see crops cut its way.
     return classifier, classifier.crop_config(default=cfg.detect.crop)
 
