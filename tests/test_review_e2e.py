@@ -5,9 +5,8 @@ follows only, and ``data/splits.parquet`` carries the decisions.
 
 from __future__ import annotations
 
-import json
-
 import csv
+import json
 import re
 import subprocess
 from pathlib import Path
