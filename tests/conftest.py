@@ -1,4 +1,13 @@
-"""Shared fixtures: a shrunk params file in tmp_path (keep this file small)."""
+"""Shared fixtures: test projects (built by tests/kit.py) and a shrunk params file.
+
+- ``fake_project(root, "validate" | "review" | "train", **options)``: the tables and files a
+  stage reads, fabricated per docs/data-contracts.md; returns a :class:`tests.kit.FakeProject`
+  (``.params``, ``.config``, ``.faces``, ``.mislabeled_paths``).
+- ``project_copy(dest, overrides)``: a real copy of the repository as its own git + DVC repo,
+  with tiny params, for real ``dvc repro`` runs.
+
+Both are session-scoped factories, so module-scoped fixtures can use them too.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,21 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import kit
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def fake_project() -> Callable[..., kit.FakeProject]:
+    """:func:`tests.kit.fake_project`, e.g. ``fake_project(tmp_path, "train", n_faces=12)``."""
+    return kit.fake_project
+
+
+@pytest.fixture(scope="session")
+def project_copy() -> Callable[..., Path]:
+    """:func:`tests.kit.copy_project`: ``project_copy(tmp_path / "p", ["train.epochs=1"])``."""
+    return kit.copy_project
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.project import BIN, env, make_project, sh
+from tests.kit import BIN, env, sh
 
 pytestmark = pytest.mark.slow
 DVC = str(BIN / "dvc")
@@ -58,10 +58,10 @@ def _metrics(project: Path) -> dict:
     return out
 
 
-def test_killed_repro_resumes_to_the_same_result(tmp_path: Path) -> None:
-    straight = make_project(tmp_path / "straight", ONE_MODEL)
+def test_killed_repro_resumes_to_the_same_result(tmp_path: Path, project_copy) -> None:
+    straight = project_copy(tmp_path / "straight", ONE_MODEL)
     sh(straight, DVC, "repro")
-    chaos = make_project(tmp_path / "chaos", ONE_MODEL)
+    chaos = project_copy(tmp_path / "chaos", ONE_MODEL)
     rng = random.Random(0)
     kills = 0
     for stage in ("detect", "train@baseline", "detect", "train@baseline"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fer.config import load_config
-from tests.project import BIN, make_project, sh
+from tests.kit import BIN, sh
 
 pytestmark = pytest.mark.slow
 DVC = str(BIN / "dvc")
@@ -23,8 +23,8 @@ def ran_stages(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    project = make_project(tmp_path_factory.mktemp("e2e") / "proj")
+def built(tmp_path_factory, project_copy) -> Path:
+    project = project_copy(tmp_path_factory.mktemp("e2e") / "proj")
     audit = {"FER_PARAMS_AUDIT": str(project.parent / "params_read.jsonl")}
     out = sh(project, DVC, "repro", extra_env=audit).stdout
     assert {"sample", "ingest", "detect", "validate", "split"} <= ran_stages(out)
@@ -177,7 +177,7 @@ def server(built: Path, tmp_path: Path):
     import subprocess
 
     from fer.ui import stop_processes
-    from tests.project import env
+    from tests.kit import env
 
     procs: list[subprocess.Popen] = []
 

@@ -14,8 +14,8 @@ from fer.cli import main
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_model(tmp_path_factory.mktemp("train"))
+def model_dir(tmp_path_factory: pytest.TempPathFactory, fake_project) -> Path:
+    return train_tiny_model(fake_project, tmp_path_factory.mktemp("train"))
 
 
 def _params(root: Path, **predict: object) -> Path:
@@ -90,12 +90,12 @@ def test_zeroed_page_is_caught_before_training_writes(tmp_path: Path, monkeypatc
     assert err.value.exit_code == 3 and str(db) in str(err.value)
 
 
-def test_a_copied_project_keeps_its_artifacts_to_itself(tmp_path: Path, monkeypatch) -> None:
+def test_a_copied_project_keeps_its_artifacts_to_itself(
+    tmp_path: Path, monkeypatch, fake_project
+) -> None:
     """MLflow stores absolute artifact paths: a copy would write into (and read from) the
     original's mlruns. The copy's store is pointed at its own, once, and the original can go."""
     import shutil
-
-    from trainkit import make_project
 
     from fer.stages.train import run as train
 
@@ -104,8 +104,8 @@ def test_a_copied_project_keeps_its_artifacts_to_itself(tmp_path: Path, monkeypa
     original = tmp_path / "original"
     original.mkdir()
     monkeypatch.chdir(original)
-    cfg = make_project(original, n_per_class=10, train={"epochs": 1},
-                       tracking={"uri": "sqlite:///mlflow.db"})  # fmt: skip
+    params = {"train": {"epochs": 1}, "tracking": {"uri": "sqlite:///mlflow.db"}}
+    cfg = fake_project(original, "train", n_faces=30, params=params).config
     train(cfg, model="baseline")
     copy = tmp_path / "copy"
     shutil.copytree(original, copy)

@@ -1,7 +1,7 @@
 """`fer predict` on images and folders: JSON contract, annotated files, batching, bad input,
 model resolution from local paths, import hygiene.
 
-The model is a real tiny baseline trained by fer's own train stage (tests/trainkit.py crops,
+The model is a real tiny baseline trained by fer's own train stage (tests/kit.py crops,
 one epoch, tracking off): its verdicts are meaningless, the contracts are not. Detection runs
 the real res10 SSD on public-domain photos from scikit-image and matplotlib.
 """
@@ -27,20 +27,16 @@ BIN = Path(sys.executable).parent
 HEAVY = ("prefect", "dvc", "great_expectations", "mlflow", "fastapi", "starlette", "uvicorn")
 
 
-def train_tiny_model(root: Path) -> Path:
+def train_tiny_model(fake_project, root: Path) -> Path:
     """Train a 1-epoch baseline with fer's train stage in ``root``; return its model dir."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    import trainkit
-
     from fer.stages import train
 
     root.mkdir(parents=True, exist_ok=True)
     old = Path.cwd()
     os.chdir(root)
     try:
-        cfg = trainkit.make_project(
-            root, n_per_class=6, train={"epochs": 1}, tracking={"enabled": False}
-        )
+        params = {"train": {"epochs": 1}, "tracking": {"enabled": False}}
+        cfg = fake_project(root, "train", n_faces=18, params=params).config
         train.run(cfg, model="baseline", resume=False)
     finally:
         os.chdir(old)
@@ -73,8 +69,8 @@ def photos(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_model(tmp_path_factory.mktemp("train"))
+def model_dir(tmp_path_factory: pytest.TempPathFactory, fake_project) -> Path:
+    return train_tiny_model(fake_project, tmp_path_factory.mktemp("train"))
 
 
 @pytest.fixture(scope="module")

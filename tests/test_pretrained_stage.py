@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trainkit import make_project
 
 from fer.cli import main
 
@@ -31,7 +30,7 @@ def test_zero_shot_predict_reads_the_smiling_astronaut(tmp_path: Path, capsys) -
 
 
 def test_zero_shot_and_fine_tuned_are_trained_logged_and_registered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_project
 ) -> None:
     import mlflow
     import torch
@@ -41,12 +40,13 @@ def test_zero_shot_and_fine_tuned_are_trained_logged_and_registered(
     torch.set_num_threads(1)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    cfg = make_project(
-        tmp_path, n_per_class=6, kind="face", train={"epochs": 1, "batch_size": 8},
-        models={"zs": {"arch": "minixception", "pretrained": True, "epochs": 0},
-                "minixception": {"pretrained": True}},
-        tracking={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-    )  # fmt: skip
+    params = {
+        "train": {"epochs": 1, "batch_size": 8},
+        "models": {"zs": {"arch": "minixception", "pretrained": True, "epochs": 0},
+                   "minixception": {"pretrained": True}},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    }  # fmt: skip
+    cfg = fake_project(tmp_path, "train", n_faces=18, crops="face", params=params).config
     zero = run(cfg, model="zs")
     assert zero["epochs_run"] == 1 and zero["best_epoch"] == 0  # scored as-is, not trained
     tuned = run(cfg, model="minixception")
@@ -64,7 +64,9 @@ def test_zero_shot_and_fine_tuned_are_trained_logged_and_registered(
     assert 0.0 <= evaluate(cfg, model="zs")["accuracy"] <= 1.0  # a named entry, evaluated
 
 
-def test_frozen_layers_stay_as_shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frozen_layers_stay_as_shipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_project
+) -> None:
     import torch
 
     from fer.errors import ConfigError
@@ -73,11 +75,12 @@ def test_frozen_layers_stay_as_shipped(tmp_path: Path, monkeypatch: pytest.Monke
 
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
-    cfg = make_project(
-        tmp_path, n_per_class=6, kind="face", train={"epochs": 1, "batch_size": 8},
-        models={"minixception": {"pretrained": True, "freeze": ["stem", "blocks.0"]}},
-        tracking={"enabled": False},
-    )  # fmt: skip
+    params = {
+        "train": {"epochs": 1, "batch_size": 8},
+        "models": {"minixception": {"pretrained": True, "freeze": ["stem", "blocks.0"]}},
+        "tracking": {"enabled": False},
+    }
+    cfg = fake_project(tmp_path, "train", n_faces=18, crops="face", params=params).config
     run(cfg, model="minixception")
     shipped = build_model("minixception", cfg.model_spec("minixception")).state_dict()
     tuned = torch.load(tmp_path / "models/minixception/model.pt", weights_only=True)["state_dict"]

@@ -16,7 +16,6 @@ import pytest
 from fer.cli import main
 from fer.config import load_config
 from fer.validation import decisions as dec
-from tests.reviewkit import make_review_project
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
@@ -29,8 +28,9 @@ def sha(data: bytes) -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    make_review_project(tmp_path, N_IMAGES, faces_per_image=PER_IMAGE, no_face=NO_FACE)
+def project(tmp_path: Path, fake_project) -> Path:
+    fake_project(tmp_path, "review", n_faces=N_IMAGES * PER_IMAGE, faces_per_image=PER_IMAGE,
+                 no_face=NO_FACE)  # fmt: skip
     return tmp_path
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.cdp import Browser, find_chromium
-from tests.project import BIN, env, make_project, sh
+from tests.kit import BIN, env, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 DVC = str(BIN / "dvc")
@@ -63,7 +63,9 @@ def review_server(tmp_path: Path):
         p.wait(timeout=20)
 
 
-def test_keyboard_decisions_rerun_only_split_and_downstream(tmp_path: Path, review_server):
+def test_keyboard_decisions_rerun_only_split_and_downstream(
+    tmp_path: Path, review_server, project_copy
+):
     import httpx
 
     from fer.ui import free_port
@@ -72,7 +74,7 @@ def test_keyboard_decisions_rerun_only_split_and_downstream(tmp_path: Path, revi
     exe = find_chromium()
     if exe is None:
         pytest.skip("headless Chromium not installed (apt-get install chromium); UI check skipped")
-    project = make_project(tmp_path / "proj", OVERRIDES)
+    project = project_copy(tmp_path / "proj", OVERRIDES)
     first = sh(project, DVC, "repro").stdout
     assert {"validate", "split", "train@baseline", "evaluate@baseline"} <= ran_stages(first)
 

@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from trainkit import make_project
 
 from fer import CLASSES
 from fer.errors import ModelError
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(tmp_path_factory: pytest.TempPathFactory, fake_project) -> dict:
     """A tiny baseline trained by the real stage into a sqlite store; a 2-face scene image."""
     from fer.data.synthetic import render_scene
     from fer.stages.train import run
@@ -31,7 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     saved_env = os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.chdir(root)
     try:
-        cfg = make_project(root, n_per_class=4, train={"epochs": 1})
+        cfg = fake_project(root, "train", n_faces=12, params={"train": {"epochs": 1}}).config
         summary = run(cfg, model="baseline", resume=False)
     finally:
         os.chdir(old)

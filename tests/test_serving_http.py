@@ -31,26 +31,20 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Config]:
+def project(tmp_path_factory: pytest.TempPathFactory, fake_project) -> tuple[Path, Config]:
     """A trained, logged and registered model in a fresh sqlite store; returns (root, cfg)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    import trainkit
-
     from fer.stages import train
 
     root = tmp_path_factory.mktemp("served")
     old, env = Path.cwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.chdir(root)
     try:
-        cfg = trainkit.make_project(
-            root,
-            n_per_class=6,
-            train={"epochs": 1},
-            tracking={
-                "uri": f"sqlite:///{root}/mlflow.db",
-                "artifact_location": str(root / "mlruns"),
-            },
-        )
+        tracking = {
+            "uri": f"sqlite:///{root}/mlflow.db",
+            "artifact_location": str(root / "mlruns"),
+        }
+        params = {"train": {"epochs": 1}, "tracking": tracking}
+        cfg = fake_project(root, "train", n_faces=18, params=params).config
         result = train.run(cfg, model="baseline", resume=False)
     finally:
         os.chdir(old)

@@ -9,7 +9,6 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from trainkit import make_project
 
 from fer import tracking
 from fer.config import TrackingConfig
@@ -109,7 +108,9 @@ def test_registry_alias_moves_only_to_a_better_model(store: TrackingConfig) -> N
     )
 
 
-def test_training_run_contents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_run_contents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_project
+) -> None:
     """One run per training: params, per-epoch metrics, lineage, artifacts, the model; evaluate
     adds its metrics to the same run."""
     from fer.stages.evaluate import run as evaluate
@@ -117,7 +118,7 @@ def test_training_run_contents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    cfg = make_project(tmp_path, n_per_class=8, train={"epochs": 2})
+    cfg = fake_project(tmp_path, "train", n_faces=24, params={"train": {"epochs": 2}}).config
     (tmp_path / "data/manifest.parquet").write_bytes(b"manifest bytes")
     summary = train(cfg, model="baseline", resume=False)
     metrics = evaluate(cfg, model="baseline")

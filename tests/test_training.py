@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from trainkit import color_crop, make_project
 
 from fer.config import ModelSpec, TrainConfig
 from fer.errors import InputError
@@ -22,6 +21,7 @@ from fer.learning.datasets import (
 from fer.learning.models import build_model
 from fer.learning.preprocess import InputSpec
 from fer.learning.training import FitData, evaluate_loader, fit
+from tests.kit import color_crop
 
 NO_TRACKING = {"enabled": False}
 
@@ -132,8 +132,8 @@ def test_device_resident_crops_give_the_same_batches() -> None:
         assert torch.equal(ya, yb) and torch.allclose(xa, xb)
 
 
-def test_crop_cache_reused_and_bad_crops_recorded(tmp_path: Path) -> None:
-    cfg = make_project(tmp_path, n_per_class=4)
+def test_crop_cache_reused_and_bad_crops_recorded(tmp_path: Path, fake_project) -> None:
+    cfg = fake_project(tmp_path, "train", n_faces=12).config
     table = pd.read_parquet(tmp_path / "data/splits.parquet")
     paths = table["crop_path"].tolist()
     (tmp_path / paths[0]).write_bytes(b"not a png")
@@ -152,9 +152,10 @@ def test_crop_cache_reused_and_bad_crops_recorded(tmp_path: Path) -> None:
     assert changed.key != first.key
 
 
-def _stage_project(root: Path) -> object:
+def _stage_project(fake_project, root: Path) -> object:
     root.mkdir()
-    cfg = make_project(root, n_per_class=10, train={"epochs": 3}, tracking=NO_TRACKING)
+    params = {"train": {"epochs": 3}, "tracking": NO_TRACKING}
+    cfg = fake_project(root, "train", n_faces=30, params=params).config
     (root / "data/faces/ne/neu0001_0.png").write_bytes(b"corrupt")  # recorded, not fatal
     return cfg
 
@@ -172,19 +173,22 @@ def _check_outputs(out: Path) -> pd.DataFrame:
 
 
 def test_train_stage_outputs_and_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fake_project,
 ) -> None:
     """Stage level: a run interrupted in epoch 2 and re-run (as `dvc repro` does: no flag)
     resumes by itself and matches an uninterrupted one."""
     import fer.learning.training
     from fer.stages.train import run
 
-    cfg = _stage_project(tmp_path / "straight")
+    cfg = _stage_project(fake_project, tmp_path / "straight")
     monkeypatch.chdir(tmp_path / "straight")
     straight = run(cfg, model="baseline", resume=False)
     straight_history = _check_outputs(tmp_path / "straight/models/baseline")
 
-    cfg = _stage_project(tmp_path / "killed")
+    cfg = _stage_project(fake_project, tmp_path / "killed")
     monkeypatch.chdir(tmp_path / "killed")
     real = fer.learning.training.train_one_epoch
     calls = {"n": 0}
@@ -218,11 +222,13 @@ def test_train_stage_outputs_and_resume(
     pd.testing.assert_frame_equal(straight_history[cols], resumed_history[cols], rtol=1e-4)
 
 
-def test_train_stage_input_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_stage_input_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_project
+) -> None:
     from fer.errors import ConfigError
     from fer.stages.train import run
 
-    cfg = make_project(tmp_path, n_per_class=3, tracking=NO_TRACKING)
+    cfg = fake_project(tmp_path, "train", n_faces=9, params={"tracking": NO_TRACKING}).config
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="unknown model"):
         run(cfg, model="nope")

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from fer.ui import free_port, wait_healthy
-from tests.project import env
+from tests.kit import env
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.project import BIN, make_project, sh
+from tests.kit import BIN, sh
 
 pytestmark = pytest.mark.slow
 DVC = str(BIN / "dvc")
@@ -36,10 +36,10 @@ def _intact(mine: dict[Path, bytes]) -> bool:
     return all(p.is_file() and p.read_bytes() == data for p, data in mine.items())
 
 
-def test_dvc_repro_never_deletes_user_images(tmp_path: Path) -> None:
+def test_dvc_repro_never_deletes_user_images(tmp_path: Path, project_copy) -> None:
     from fer.params_edit import apply_overrides
 
-    project = make_project(tmp_path / "proj")
+    project = project_copy(tmp_path / "proj")
     sh(project, DVC, "repro", "ingest")  # sample + ingest on the sandbox
     mine = _user_images(project)
 
@@ -62,14 +62,14 @@ def test_dvc_repro_never_deletes_user_images(tmp_path: Path) -> None:
     assert _intact(mine)
 
 
-def test_links_in_the_image_folder_never_stop_dvc(tmp_path: Path) -> None:
+def test_links_in_the_image_folder_never_stop_dvc(tmp_path: Path, project_copy) -> None:
     """A dangling symlink, or one leading out of the folder, is a rejected manifest row with
     its reason; `dvc status` and `dvc repro` never trip over it (DVC does not hash the folder)."""
     import os
 
     from fer.params_edit import apply_overrides
 
-    project = make_project(tmp_path / "proj")
+    project = project_copy(tmp_path / "proj")
     sh(project, DVC, "repro", "ingest")
     mine = _user_images(project)
     folder = project / "data/raw/happy"

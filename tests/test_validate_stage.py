@@ -11,199 +11,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from fer import CLASSES
 from fer.cli import main
+from tests.kit import TAXONOMY, FakeProject
 
-TAXONOMY = {"positive": ["happy"], "negative": ["angry"], "neutral": ["calm"]}
-FOLDER = {"positive": "happy", "negative": "angry", "neutral": "calm"}
-
-
-def draw(cls: str, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A toy face whose class is a shape: disc, triangle or bar."""
-    img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-    color = tuple(int(c) for c in rng.integers(120, 256, 3))
-    c, r = size // 2 + int(rng.integers(-4, 5)), size // 4 + int(rng.integers(-3, 4))
-    if cls == "positive":
-        cv2.circle(img, (c, c), r, color, -1)
-    elif cls == "negative":
-        cv2.fillPoly(
-            img, [np.array([[c, c - r], [c - r, c + r], [c + r, c + r]], np.int32)], color
-        )
-    else:
-        cv2.rectangle(img, (c - r, c - r // 3), (c + r, c + r // 3), color, -1)
-    return img
-
-
-def build_project(
-    root: Path, n_faces: int = 150, seed: int = 0, tracking: bool = False, folds: int = 5
-) -> dict:
-    """Raw tree, manifest, detections, faces + crops and sample truth, per the data contracts."""
-    rng = np.random.default_rng(seed)
-    manifest, detections, faces, truth = [], [], [], []
-    flipped = set(rng.permutation(n_faces)[: n_faces // 10].tolist())
-
-    def add_image(path: str, img: np.ndarray | None, given: str, true: str, n: int) -> str:
-        full = root / "data" / "sandbox" / path
-        full.parent.mkdir(parents=True, exist_ok=True)
-        if img is not None:
-            cv2.imwrite(str(full), img)
-        data = full.read_bytes()
-        import hashlib
-
-        image_id = hashlib.sha256(data).hexdigest()
-        manifest.append(
-            dict(
-                id=image_id,
-                path=path,
-                expression=FOLDER[given],
-                label=given,
-                bytes=len(data),
-                width=128,
-                height=128,
-                format="JPEG",
-                status="ok",
-                reason="",
-                duplicate_of="",
-            )
-        )
-        truth.append(
-            dict(
-                path=path,
-                given_expression=FOLDER[given],
-                true_expression=FOLDER[true],
-                given_class=given,
-                true_class=true,
-                mislabeled=given != true,
-                n_faces=n,
-                boxes="[]",
-            )
-        )
-        return image_id
-
-    def add_face(path: str, image_id: str, label: str, crop: np.ndarray) -> None:
-        crop_path = f"data/faces/{image_id[:2]}/{image_id[:16]}_0.png"
-        (root / crop_path).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / crop_path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-        detections.append(
-            dict(
-                image_id=image_id,
-                path=path,
-                expression=FOLDER[label],
-                label=label,
-                n_faces=1,
-                n_crops=1,
-                status="ok",
-                reason="",
-            )
-        )
-        faces.append(
-            dict(
-                face_id=f"{abs(hash(path)) % 10**12:012d}_0",
-                image_id=image_id,
-                path=path,
-                expression=FOLDER[label],
-                label=label,
-                face_index=0,
-                x=32,
-                y=32,
-                w=64,
-                h=64,
-                score=0.95,
-                crop_path=crop_path,
-                n_faces=1,
-            )
-        )
-
-    for i in range(n_faces):
-        true = CLASSES[i % 3]
-        given = CLASSES[(i + 1) % 3] if i in flipped else true
-        crop = draw(true, rng, 64)
-        img = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
-        img[32:96, 32:96] = crop
-        path = f"{FOLDER[given]}/{i:04d}.jpg"
-        add_face(path, add_image(path, img, given, true, 1), given, crop)
-    # An exact copy under another folder name, and a re-encoded near copy.
-    src = root / "data/sandbox" / manifest[0]["path"]
-    crop0 = cv2.cvtColor(cv2.imread(str(root / faces[0]["crop_path"])), cv2.COLOR_BGR2RGB)
-    for path, img in (("happy/copy.jpg", None), ("happy/near.jpg", cv2.imread(str(src)))):
-        if img is None:
-            (root / "data/sandbox" / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / "data/sandbox" / path).write_bytes(src.read_bytes())
-        else:
-            _, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 60])
-            (root / "data/sandbox" / path).write_bytes(buf.tobytes())
-        add_face(path, add_image(path, None, "positive", "positive", 1), "positive", crop0)
-    # Scenes without a face, one the detector crashed on, and a truncated file.
-    for k in range(6):
-        path = f"calm/empty{k}.jpg"
-        image_id = add_image(
-            path, rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), "neutral", "neutral", 0
-        )
-        detections.append(
-            dict(
-                image_id=image_id,
-                path=path,
-                expression="calm",
-                label="neutral",
-                n_faces=0,
-                n_crops=0,
-                status="ok",
-                reason="",
-            )
-        )
-    path = "angry/crash.jpg"
-    image_id = add_image(path, draw("negative", rng, 128), "negative", "negative", 1)
-    detections.append(
-        dict(
-            image_id=image_id,
-            path=path,
-            expression="angry",
-            label="negative",
-            n_faces=0,
-            n_crops=0,
-            status="error",
-            reason="RuntimeError: boom",
-        )
-    )
-    (root / "data/sandbox/happy/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    manifest.append(
-        dict(
-            id="",
-            path="happy/broken.jpg",
-            expression="happy",
-            label="positive",
-            bytes=16,
-            width=0,
-            height=0,
-            format="",
-            status="rejected",
-            reason="truncated",
-            duplicate_of="",
-        )
-    )
-    data = root / "data"
-    pd.DataFrame(manifest).to_parquet(data / "manifest.parquet")
-    pd.DataFrame(detections).to_parquet(data / "detections.parquet")
-    pd.DataFrame(faces).to_parquet(data / "faces.parquet")
-    pd.DataFrame(truth).to_csv(data / "sample_truth.csv", index=False)
-    params = {
-        "taxonomy": TAXONOMY,
-        "validate": {"folds": folds, "cv_epochs": 10, "seed": 0},
-        "tracking": {
-            "enabled": tracking,
-            "uri": f"sqlite:///{root / 'mlflow.db'}",
-            "artifact_location": str(root / "mlruns"),
-        },
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return {"flipped_paths": {faces[i]["path"] for i in flipped}, "faces": faces}
+FOLDS_2 = {"validate": {"folds": 2}}
 
 
 @pytest.fixture(scope="module")
-def passed(tmp_path_factory) -> tuple[Path, dict, int, str]:
+def passed(tmp_path_factory, fake_project) -> tuple[Path, FakeProject, int, str]:
     """One full run on a clean project (module-scoped: the K-fold pass costs seconds)."""
     root = tmp_path_factory.mktemp("project")
-    made = build_project(root)
+    made = fake_project(root)
     import os
 
     cwd = Path.cwd()
@@ -257,7 +75,7 @@ def test_quarantine_lists_every_unusable_image_with_reason(passed) -> None:
 def test_duplicates_and_label_issues(passed) -> None:
     root, made, _, _ = passed
     dups = pd.read_csv(root / "data/validation/duplicates.csv", keep_default_na=False)
-    original = made["faces"][0]["path"]
+    original = made.faces[0]["path"]
     group = dups[dups["path"] == original]["group"].iloc[0]
     members = dict(
         zip(
@@ -291,7 +109,7 @@ def test_duplicates_and_label_issues(passed) -> None:
     assert 0.0 <= auditor["ece"] <= 1.0 and auditor["flagged"] == len(issues)
     assert issues["score"].is_monotonic_decreasing
     found = set(issues["path"])
-    flipped = made["flipped_paths"]
+    flipped = made.mislabeled_paths
     assert len(found & flipped) >= 0.8 * len(flipped), (found, flipped)
     assert len(found & flipped) >= 0.8 * len(found)
     metrics = json.loads((root / "metrics/validate.json").read_text())
@@ -300,8 +118,10 @@ def test_duplicates_and_label_issues(passed) -> None:
     assert metrics["no_face_images_reaching_training"] == 0
 
 
-def test_blocking_failure_stops_with_summary_and_keeps_outputs(tmp_path, monkeypatch, capsys):
-    build_project(tmp_path, n_faces=30, folds=2)
+def test_blocking_failure_stops_with_summary_and_keeps_outputs(
+    tmp_path, monkeypatch, capsys, fake_project
+):
+    fake_project(tmp_path, n_faces=30, params=FOLDS_2)
     faces = pd.read_parquet(tmp_path / "data/faces.parquet")
     (tmp_path / faces["crop_path"].iloc[4]).unlink()
     monkeypatch.chdir(tmp_path)
@@ -318,11 +138,11 @@ def test_blocking_failure_stops_with_summary_and_keeps_outputs(tmp_path, monkeyp
     assert (tmp_path / "data/sandbox" / faces["path"].iloc[4]).is_file()  # nothing deleted
 
 
-def test_warning_level_and_mlflow_run(tmp_path, monkeypatch, capsys):
+def test_warning_level_and_mlflow_run(tmp_path, monkeypatch, capsys, fake_project):
     """A missing crop at warning level is quarantined, not fatal; the run is logged to a real
     sqlite store. (Taking an image back out of quarantine is a review decision, applied by
     split: tests/test_decisions.py.)"""
-    build_project(tmp_path, n_faces=30, folds=2, tracking=True)
+    fake_project(tmp_path, n_faces=30, params={**FOLDS_2, "tracking": {"enabled": True}})
     faces = pd.read_parquet(tmp_path / "data/faces.parquet")
     (tmp_path / faces["crop_path"].iloc[4]).unlink()
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
@@ -344,10 +164,12 @@ def test_warning_level_and_mlflow_run(tmp_path, monkeypatch, capsys):
     assert run["params.folds"] == "2"
 
 
-def test_weak_auditor_only_flags_and_the_cap_limits_exclusions(tmp_path, monkeypatch, capsys):
+def test_weak_auditor_only_flags_and_the_cap_limits_exclusions(
+    tmp_path, monkeypatch, capsys, fake_project
+):
     """On real data a weak auditor must not throw data away; nor may a strong one drop more
     than max_exclude_fraction. Both say so in the summary and in metrics."""
-    made = build_project(tmp_path, n_faces=60, folds=2)
+    made = fake_project(tmp_path, n_faces=60, params=FOLDS_2)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     monkeypatch.chdir(tmp_path)
 
@@ -373,7 +195,7 @@ def test_weak_auditor_only_flags_and_the_cap_limits_exclusions(tmp_path, monkeyp
     assert "max_exclude_fraction 0.02 reached" in out
     kept = issues[issues["action"] == "exclude"]["score"].min()
     assert (issues[issues["action"] == "flag"]["score"] <= kept).all()  # the most suspect go
-    assert len(made["flipped_paths"]) > limit
+    assert len(made.mislabeled_paths) > limit
 
 
 def test_missing_input_is_a_one_line_error(tmp_path, monkeypatch, capsys) -> None:
@@ -384,13 +206,13 @@ def test_missing_input_is_a_one_line_error(tmp_path, monkeypatch, capsys) -> Non
 
 
 @pytest.mark.slow
-def test_gate_stops_dvc_repro_before_split(tmp_path) -> None:
+def test_gate_stops_dvc_repro_before_split(tmp_path, fake_project) -> None:
     """A blocking failure makes `dvc repro` fail at validate; split never runs."""
     import os
     import subprocess
     import sys
 
-    build_project(tmp_path, n_faces=30, folds=2)
+    fake_project(tmp_path, n_faces=30, params=FOLDS_2)
     faces = pd.read_parquet(tmp_path / "data/faces.parquet")
     (tmp_path / faces["crop_path"].iloc[0]).unlink()
     stages = {
@@ -423,14 +245,16 @@ def test_gate_stops_dvc_repro_before_split(tmp_path) -> None:
     assert (tmp_path / "data/validation/report.html").is_file()  # the report explains why
 
 
-def test_pretrained_teacher_alone_replaces_the_k_fold_model(tmp_path, monkeypatch) -> None:
+def test_pretrained_teacher_alone_replaces_the_k_fold_model(
+    tmp_path, monkeypatch, fake_project
+) -> None:
     """validate.teacher at weight 1: the audit probabilities are the packaged real-face
     model's zero-shot ones on the crops (no K-fold model is trained)."""
     import fer.validation.cv_model as cv_model
     from fer.prediction.inference import FaceClassifier
     from fer.prediction.model_resolution import pretrained_model
 
-    build_project(tmp_path, n_faces=30, folds=2)
+    fake_project(tmp_path, n_faces=30, params=FOLDS_2)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["validate"].update(teacher="minixception", teacher_weight=1.0, label_action="flag")
     # The teacher's 7 emotions map into this project's own three folders.
