@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.project import BIN, ROOT, sh
+from tests.kit import BIN, ROOT, sh
 
 STAGE_COMMANDS = [
     ["fer", "sample"], ["fer", "ingest"], ["fer", "detect"], ["fer", "validate"], ["fer", "split"],
@@ -34,9 +34,9 @@ STAGE_COMMANDS = [
 
 def make(dest: Path, overrides: list[str]) -> Path:
     from fer.params_edit import apply_overrides
-    from tests.project import _COPY_IGNORE
+    from tests.kit import copy_ignore
 
-    shutil.copytree(ROOT, dest, ignore=_COPY_IGNORE)
+    shutil.copytree(ROOT, dest, ignore=copy_ignore)
     if overrides:
         apply_overrides(dest / "params.yaml", overrides)
     sh(dest, "git", "init", "-q", "-b", "main")

@@ -1,7 +1,7 @@
 """Benchmark `fer review` on 10,000 flagged faces: start-up, first page, first thumbnails, memory.
 
 A temporary project holds the tables `fer review` reads (manifest, faces + 64 px crops, and
-validation CSVs in which every face is a label issue; see ``tests/reviewkit.py``), plus an
+validation CSVs in which every face is a label issue; see ``tests/kit.py``), plus an
 optional decisions file with ``--decided`` rows. Then, in one run:
 
 - ``fer review`` is started as its own process (the console script, as a user runs it);
@@ -65,10 +65,10 @@ def _build(root: Path, faces: int, decided: int) -> Path:
     import pandas as pd
 
     from fer.validation import decisions as dec
-    from tests.reviewkit import make_review_project
+    from tests.kit import fake_project
 
     t0 = time.perf_counter()
-    params = make_review_project(root, faces, faces_per_image=1, no_face=max(1, faces // 100))
+    params = fake_project(root, "review", n_faces=faces, no_face=max(1, faces // 100)).params
     if decided:
         f = pd.read_parquet(root / "data/faces.parquet").head(decided)
         rows = [
