@@ -190,4 +190,5 @@ def test_import_use_points_params_at_fer2013(tmp_path: Path) -> None:
     assert cfg.ingest.usage_pattern == FER2013_USAGE_PATTERN
     assert (cfg.detect.mode, cfg.split.strategy) == ("precropped", "given")
     assert cfg.evaluate.without == ["awe"] and cfg.truth is None
+    assert (cfg.validate_.teacher, cfg.validate_.teacher_weight) == ("faceexpr", 0.5)
     assert "# `fer sample`: the synthetic sandbox" in (tmp_path / "params.yaml").read_text()

@@ -80,7 +80,8 @@ def fer2013_settings(out: Path, cfg: Config) -> list[str]:
 
     The dataset's own split (Training → train, PublicTest → val, PrivateTest → test, read
     from the file names), the images taken as the face crops they are, surprise reported
-    apart (its valence is ambiguous), and the models of the README's FER2013 table, as measured.
+    apart (its valence is ambiguous), label auditing helped by FaceExpressionNet (the K-fold model
+    alone is too weak to trust there), and the models of the README's FER2013 table, as measured.
     """
     surprise = cfg.import_.fer2013["surprise"]
     return [
@@ -89,6 +90,7 @@ def fer2013_settings(out: Path, cfg: Config) -> list[str]:
         "detect.mode=precropped",
         "split.strategy=given",
         f"evaluate.without=[{surprise}]",
+        "validate.teacher=faceexpr",
         "train.models=[minixception-zeroshot, minixception, baseline]",
         "train.tta_flip=true",
         "models.baseline={width: 32, epochs: 20}",
