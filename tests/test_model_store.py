@@ -14,8 +14,8 @@ from fer.cli import main
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, fake_project) -> Path:
-    return train_tiny_model(fake_project, tmp_path_factory.mktemp("train"))
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_model(tmp_path_factory.mktemp("train"))
 
 
 def _params(root: Path, **predict: object) -> Path:

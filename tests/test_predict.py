@@ -21,13 +21,14 @@ import pytest
 from fer import CLASSES
 from fer.config import config_from_dict
 from fer.errors import ModelError
+from tests import kit
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 HEAVY = ("prefect", "dvc", "great_expectations", "mlflow", "fastapi", "starlette", "uvicorn")
 
 
-def train_tiny_model(fake_project, root: Path) -> Path:
+def train_tiny_model(root: Path) -> Path:
     """Train a 1-epoch baseline with fer's train stage in ``root``; return its model dir."""
     from fer.stages import train
 
@@ -36,7 +37,7 @@ def train_tiny_model(fake_project, root: Path) -> Path:
     os.chdir(root)
     try:
         params = {"train": {"epochs": 1}, "tracking": {"enabled": False}}
-        cfg = fake_project(root, "train", n_faces=18, params=params).config
+        cfg = kit.fake_project(root, "train", n_faces=18, params=params).config
         train.run(cfg, model="baseline", resume=False)
     finally:
         os.chdir(old)
@@ -69,8 +70,8 @@ def photos(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, fake_project) -> Path:
-    return train_tiny_model(fake_project, tmp_path_factory.mktemp("train"))
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_model(tmp_path_factory.mktemp("train"))
 
 
 @pytest.fixture(scope="module")
