@@ -9,6 +9,11 @@ import os as _os
 CLASSES: tuple[str, ...] = ("positive", "negative", "neutral")
 """The three target classes, in the order of every probability vector we emit."""
 
+FER2013_EMOTIONS: tuple[str, ...] = (
+    "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral",
+)  # fmt: skip
+"""FER2013's label order (its CSV's ``emotion`` index; also mini-Xception's output order)."""
+
 TELEMETRY_OFF: dict[str, str] = {
     "DVC_NO_ANALYTICS": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -21,18 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fer import FER2013_EMOTIONS
 from fer.errors import ConfigError
 from fer.labels import Taxonomy, normalize
 
-FER2013_EMOTIONS: tuple[str, ...] = (
-    "angry",
-    "disgust",
-    "fear",
-    "happy",
-    "sad",
-    "surprise",
-    "neutral",
-)
 FER2013_SIZE = 48
 FER2013_USAGE_PATTERN = r"(?i)^(?:fer2013_)?(training|publictest|privatetest)_"
 """``ingest.usage_pattern`` for both FER2013 layouts: the Usage in the file name."""

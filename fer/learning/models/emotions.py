@@ -9,21 +9,16 @@ model's 3-class answer always means what our labels mean.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from fer import CLASSES
+from fer import CLASSES, FER2013_EMOTIONS
 from fer.errors import ConfigError
 
-FER2013_EMOTIONS: tuple[str, ...] = (
-    "angry",
-    "disgust",
-    "fear",
-    "happy",
-    "sad",
-    "surprise",
-    "neutral",
-)
-"""FER2013's label order (also mini-Xception's output order)."""
+if TYPE_CHECKING:
+    from torch.nn import Module
+
+    from fer.config import ModelSpec
 
 ALIASES: dict[str, str] = {"fearful": "fear", "disgusted": "disgust", "surprised": "surprise"}
 """Other spellings (face-api's labels) of the FER2013 emotion names."""
@@ -99,3 +94,34 @@ def class_indices(
             "could never predict it (map one to a folder of that class)"
         )
     return out
+
+
+def emotion_model(
+    net: Callable[..., Module],
+    emotions: Sequence[str],
+    spec: ModelSpec,
+    num_classes: int,
+    emotion_classes: Mapping[str, str] | None,
+    load_weights: Callable[..., None],
+    weights_name: str,
+) -> Module:
+    """An emotion network with the mapped head (``head: mapped``) or a fresh ``num_classes``
+    layer; with ``spec.pretrained``, its packaged weights loaded by ``load_weights``.
+
+    ``net(outputs)`` or ``net(len(emotions), head)`` builds the network; ``weights_name`` is its
+    entry in :data:`fer.learning.models.pretrained.CATALOG`.
+    """
+    from fer.learning.models.layers import MappedHead
+
+    mapped = spec.resolved_head() == "mapped"
+    if mapped:
+        model = net(
+            len(emotions), MappedHead(class_indices(emotions, emotion_classes), num_classes)
+        )
+    else:
+        model = net(num_classes)
+    if spec.pretrained:
+        from fer.learning.models.pretrained import weights_path
+
+        load_weights(model, weights_path(weights_name), classifier=mapped)
+    return model

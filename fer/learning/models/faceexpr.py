@@ -25,8 +25,8 @@ from torch import nn
 
 from fer.config import ModelSpec
 from fer.errors import ModelError
-from fer.learning.models.emotions import class_indices
-from fer.learning.models.layers import MappedHead, SameConv2d, SeparableConv2d
+from fer.learning.models.emotions import emotion_model
+from fer.learning.models.layers import SameConv2d, SeparableConv2d
 from fer.learning.preprocess import InputSpec
 
 NAME = "faceexpr"
@@ -115,16 +115,9 @@ def build(
     """
     if input_size < 16:
         raise ValueError(f"FaceExpressionNet needs crops of at least 16 px (got {input_size})")
-    if spec.resolved_head() == "mapped":
-        head = MappedHead(class_indices(EMOTIONS, emotion_classes), num_classes)
-        model = FaceExpressionNet(len(EMOTIONS), head)
-    else:
-        model = FaceExpressionNet(num_classes)
-    if spec.pretrained:
-        from fer.learning.models.pretrained import weights_path
-
-        load_tfjs_weights(model, weights_path(NAME), classifier=spec.resolved_head() == "mapped")
-    return model
+    return emotion_model(
+        FaceExpressionNet, EMOTIONS, spec, num_classes, emotion_classes, load_tfjs_weights, NAME
+    )
 
 
 def read_tfjs_weights(manifest: Path) -> dict[str, np.ndarray]:

@@ -25,8 +25,8 @@ from torch import nn
 
 from fer.config import ModelSpec
 from fer.errors import ModelError
-from fer.learning.models.emotions import FER2013_EMOTIONS, class_indices
-from fer.learning.models.layers import MappedHead, SameConv2d, SameMaxPool2d, SeparableConv2d
+from fer.learning.models.emotions import FER2013_EMOTIONS, emotion_model
+from fer.learning.models.layers import SameConv2d, SameMaxPool2d, SeparableConv2d
 from fer.learning.preprocess import InputSpec
 
 if TYPE_CHECKING:
@@ -116,16 +116,9 @@ def build(
     """
     if input_size < 16:
         raise ValueError(f"mini-Xception needs crops of at least 16 px (got {input_size})")
-    if spec.resolved_head() == "mapped":
-        head = MappedHead(class_indices(EMOTIONS, emotion_classes), num_classes)
-        model = MiniXception(len(EMOTIONS), head)
-    else:
-        model = MiniXception(num_classes)
-    if spec.pretrained:
-        from fer.learning.models.pretrained import weights_path
-
-        load_keras_weights(model, weights_path(NAME), classifier=spec.resolved_head() == "mapped")
-    return model
+    return emotion_model(
+        MiniXception, EMOTIONS, spec, num_classes, emotion_classes, load_keras_weights, NAME
+    )
 
 
 def keras_names(n_blocks: int = len(WIDTHS)) -> dict[str, str]:
