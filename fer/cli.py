@@ -17,6 +17,7 @@ from typing import Any
 
 from fer import disable_telemetry
 from fer.errors import FerError
+from fer.numerics import pin_cpu_kernels
 
 AUDIT_ENV = "FER_PARAMS_AUDIT"  # fer.config.AUDIT_ENV (not imported: `fer --help` stays instant)
 TIMINGS_ENV = "FER_TIMINGS"
@@ -182,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Returns the exit code: 0 ok, 1 gate failed, 2 user error, 130 interrupted."""
     args = _parser().parse_args(argv)
     disable_telemetry()
+    pin_cpu_kernels()  # before any model runs: fer.numerics says why
     if os.environ.get(TIMINGS_ENV):
         atexit.register(_record_timing, os.environ[TIMINGS_ENV], list(argv or sys.argv[1:]))
     if os.environ.get(AUDIT_ENV):

@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+from fer.numerics import pin_cpu_kernels
 from tests import kit
+
+pin_cpu_kernels()  # the suite trains several networks in one process: fer.numerics says why
 
 REPO = Path(__file__).resolve().parents[1]
 

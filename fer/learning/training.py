@@ -19,6 +19,7 @@ import numpy as np
 from fer.learning.datasets import AugmentSpec, batches, class_weights, to_device_if_fits
 from fer.learning.evaluation import accuracy, macro_f1
 from fer.learning.preprocess import InputSpec, preprocess
+from fer.numerics import pin_cpu_kernels
 
 if TYPE_CHECKING:
     import torch
@@ -262,6 +263,7 @@ def fit(
     """
     if len(data.train_y) == 0:
         raise ValueError("no training samples")
+    pin_cpu_kernels()
     setup = _set_up(model, data, cfg, device)
     if cfg.epochs == 0:
         return _as_is(model, setup, data, cfg, device, on_epoch_end)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fer.numerics import pin_cpu_kernels
+
 
 @dataclass(frozen=True)
 class CVSettings:
@@ -125,6 +127,7 @@ def out_of_fold_probs(
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= num_classes:
         raise ValueError(f"labels must be in 0..{num_classes - 1}")
+    pin_cpu_kernels()
     x = prepare(images, settings.input_size)
     held_out = fold_indices(labels, groups, settings.folds, settings.seed)
     probs = np.zeros((len(labels), num_classes), dtype=np.float64)
