@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -132,7 +133,10 @@ def follow_project(cfg: TrackingConfig, uri: str) -> str | None:
                         f"WHERE {column} = ? OR {column} LIKE ?",
                         (after, len(before) + 1, before, before + "/%"),
                     )
-    print(f"tracking: this project's store pointed at {old}; artifact paths now use {new}")
+    print(  # a notice, never on stdout: `fer predict --json` keeps stdout pure JSON
+        f"tracking: this project's store pointed at {old}; artifact paths now use {new}",
+        file=sys.stderr,
+    )
     return str(old)
 
 
@@ -487,14 +491,35 @@ def run_exists(cfg: TrackingConfig, run_id: str) -> bool:
         ) from None
 
 
+def run_facts_path(model_dir: Path) -> Path:
+    """Where a training's per-run facts live (MLflow run id, model URI, registry version, wall
+    time): ``.fer_runs/<model>.json`` beside the models folder, outside every DVC output and git,
+    so that ``models/<model>/`` holds the same bytes on every run."""
+    return Path(model_dir).parent / ".fer_runs" / f"{Path(model_dir).name}.json"
+
+
+READS_REAL_FACES = "reads_real_faces"
+"""Run tag: ``true`` when the model has learned from real faces (trained on real data, or a
+packaged real-face model used as shipped). Only such a model may hold the alias."""
+
+
 def register_if_better(
-    cfg: TrackingConfig, *, model_uri: str, run_id: str, metric: str, value: float
+    cfg: TrackingConfig,
+    *,
+    model_uri: str,
+    run_id: str,
+    metric: str,
+    value: float,
+    reads_real_faces: bool = True,
 ) -> dict[str, Any]:
     """Register ``model_uri`` as ``cfg.registered_model``; move ``cfg.alias`` only if better.
 
-    The incumbent's score is read from its own run (metric ``metric``). Ties keep the incumbent,
-    so re-training an identical model does not churn the alias. A champion whose run lacks the
-    metric loses to any scored model.
+    The alias is what ``fer predict`` answers with by default, so it goes only to a model that
+    reads real faces (``reads_real_faces``; a sandbox-trained model is registered, never
+    aliased). Among those, the incumbent's score is read from its own run (metric ``metric``);
+    ties keep the incumbent, so re-training an identical model does not churn the alias. An
+    incumbent that is not known to read real faces, or whose run lacks the metric, loses to any
+    model that does.
 
     Returns:
         ``{"version", "champion" (bool: this version holds the alias), "previous_version",
@@ -505,6 +530,7 @@ def register_if_better(
     client = mlflow.MlflowClient()
     name = cfg.registered_model
     try:
+        client.set_tag(run_id, READS_REAL_FACES, str(reads_real_faces).lower())
         mv = mlflow.register_model(model_uri, name)
         previous_version: str | None = None
         previous_value: float | None = None
@@ -512,11 +538,15 @@ def register_if_better(
             incumbent = client.get_model_version_by_alias(name, cfg.alias)
         except mlflow.exceptions.MlflowException:
             incumbent = None
+        incumbent_real = False
         if incumbent is not None:
             previous_version = str(incumbent.version)
             if incumbent.run_id:
-                previous_value = client.get_run(incumbent.run_id).data.metrics.get(metric)
-        better = previous_value is None or value > previous_value
+                run = client.get_run(incumbent.run_id)
+                previous_value = run.data.metrics.get(metric)
+                incumbent_real = run.data.tags.get(READS_REAL_FACES) == "true"
+        outscores = previous_value is None or value > previous_value
+        better = reads_real_faces and (not incumbent_real or outscores)
         if better:
             client.set_registered_model_alias(name, cfg.alias, mv.version)
     except Exception as exc:

@@ -49,6 +49,18 @@ def test_fresh_clone_builds_every_output(built: Path) -> None:
         assert key in text
 
 
+def test_sandbox_models_never_answer_fer_predict_by_default(built: Path) -> None:
+    """After a sandbox-only run (AlexNet and the baseline, both fitted to drawn faces), the
+    default `fer predict` refuses with the rule and the way out, instead of misreading photos."""
+    image = next((built / "data/sandbox").rglob("*.jpg"))
+    proc = sh(built, str(BIN / "fer"), "predict", str(image), "--json", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "never one fitted to the sandbox's drawn faces" in proc.stderr
+    assert "pretrained:NAME" in proc.stderr
+    ok = sh(built, str(BIN / "fer"), "predict", str(image), "--json", "--model", "alexnet")
+    assert json.loads(ok.stdout)  # asked for by name, a sandbox model still answers
+
+
 def test_every_stage_declares_the_params_it_read(built: Path) -> None:
     """Each `fer` command of the real `dvc repro` above recorded the params keys it read;
     dvc.yaml must list each (or a section above it) for that stage."""

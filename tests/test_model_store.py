@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -118,16 +119,23 @@ def test_a_copied_project_keeps_its_artifacts_to_itself(
 
     fer = str(Path(sys.executable).with_name("fer"))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # train set it
+    image = str(next((copy / "data").rglob("*.png")))
+    proc = subprocess.run([fer, "predict", image, "--model", "models:/fer-classifier/1", "--json",
+                           "--out", str(tmp_path / "pred")], cwd=copy, text=True,
+                          capture_output=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "artifact paths now use" in proc.stderr  # the notice, once, never on stdout:
+    assert json.loads(proc.stdout)[0]["path"] == image  # --json keeps stdout pure JSON
     proc = subprocess.run([fer, "evaluate", "--model", "baseline"], cwd=copy, text=True,
                           capture_output=True, timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "artifact paths now use" in proc.stdout
     assert not original.exists(), sorted(str(p) for p in original.rglob("*"))[:5]
     assert list((copy / "mlruns").rglob("classification_report.json"))
     rows = sqlite3.connect(copy / "mlflow.db").execute("SELECT artifact_uri FROM runs").fetchall()
     assert rows and all(str(copy) in r[0] for r in rows)
-    # `fer predict`'s default (the registry alias) resolves to the copy's files.
+    # The registry's model resolves to the copy's files. (A fitted fake project is no champion:
+    # its data is the sandbox's, so `fer predict`'s default would refuse it.)
     from fer.prediction.model_resolution import resolve_model
 
-    resolved = resolve_model(cfg, None)
+    resolved = resolve_model(cfg, "models:/fer-classifier/1")
     assert resolved.path.is_relative_to(copy) and (resolved.path / "model.pt").is_file()

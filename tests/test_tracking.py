@@ -9,10 +9,13 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from fer import tracking
 from fer.config import TrackingConfig
 from fer.errors import TrackingError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -76,7 +79,7 @@ class _Echo(mlflow.pyfunc.PythonModel):
         return model_input
 
 
-def _candidate(store: TrackingConfig, score: float | None) -> dict:
+def _candidate(store: TrackingConfig, score: float | None, *, real: bool = True) -> dict:
     with tracking.open_run(store, run_name="cand") as run:
         assert run is not None
         if score is not None:
@@ -87,8 +90,38 @@ def _candidate(store: TrackingConfig, score: float | None) -> dict:
             pip_requirements=["mlflow"], code_paths=[],
         )  # fmt: skip
         return tracking.register_if_better(
-            store, model_uri=uri, run_id=run.run_id, metric="best_val_macro_f1", value=score or 0.0
-        )
+            store, model_uri=uri, run_id=run.run_id, metric="best_val_macro_f1",
+            value=score or 0.0, reads_real_faces=real,
+        )  # fmt: skip
+
+
+def test_only_a_model_that_reads_real_faces_takes_the_alias(store: TrackingConfig) -> None:
+    """After a sandbox-only run, `fer predict` must not answer with a model of drawn faces."""
+    drawn = _candidate(store, 0.95, real=False)
+    assert not drawn["champion"] and drawn["previous_version"] is None
+    client = MlflowClient()
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias("fer-classifier", "champion")
+    real = _candidate(store, 0.55)  # scores lower on drawn faces, and still wins
+    assert real["champion"]
+    assert not _candidate(store, 0.99, real=False)["champion"]
+    champion = client.get_model_version_by_alias("fer-classifier", "champion")
+    assert str(champion.version) == real["version"]
+    assert client.get_run(champion.run_id).data.tags[tracking.READS_REAL_FACES] == "true"
+
+
+def test_which_models_read_real_faces() -> None:
+    from fer.config import load_config
+    from fer.stages.train import reads_real_faces
+
+    cfg = load_config(REPO / "params.yaml")
+    assert cfg.truth is not None  # the repo's params build the sandbox
+    verdict = {name: reads_real_faces(cfg, name) for name in cfg.train.models}
+    assert verdict["minixception-zeroshot"] is True  # packaged real-face weights, as shipped
+    assert verdict["alexnet"] is False and verdict["minixception"] is False  # fitted to drawings
+    photos = cfg.ingest.model_copy(update={"raw_dir": Path("photos")})
+    real = cfg.model_copy(update={"ingest": photos})
+    assert all(reads_real_faces(real, name) for name in cfg.train.models)
 
 
 def test_registry_alias_moves_only_to_a_better_model(store: TrackingConfig) -> None:
@@ -123,8 +156,10 @@ def test_training_run_contents(
     summary = train(cfg, model="baseline", resume=False)
     metrics = evaluate(cfg, model="baseline")
     run_json = json.loads((tmp_path / "models/baseline/run.json").read_text())
-    assert run_json["mlflow_run_id"] == summary["mlflow_run_id"]
-    assert run_json["registered_version"] == "1" and run_json["champion"] is True
+    facts = json.loads((tmp_path / "models/.fer_runs/baseline.json").read_text())
+    assert facts["mlflow_run_id"] == summary["mlflow_run_id"]
+    assert facts["registered_version"] == "1" and facts["champion"] is True
+    assert not {"mlflow_run_id", "seconds", "images_per_s"} & set(run_json)  # same bytes each run
 
     client = MlflowClient()
     run = client.get_run(summary["mlflow_run_id"])

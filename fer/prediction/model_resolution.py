@@ -95,8 +95,9 @@ def resolve_model(cfg: Config, model: str | None) -> ResolvedModel:
     except (ModelError, TrackingError) as exc:
         if cfg.predict.fallback is None:
             hint = (
-                "(train and register one with `dvc repro`, pass --model DIR_OR_URI or "
-                "pretrained:NAME, or set predict.fallback)"
+                "(train and register one with `dvc repro`: only a model that reads real faces "
+                "becomes the champion, never one fitted to the sandbox's drawn faces; or pass "
+                "--model DIR_OR_URI or pretrained:NAME, or set predict.fallback)"
             )
             raise type(exc)(
                 f"predict.model {default}: {str(exc).removeprefix(f'model {default!r}: ')} "

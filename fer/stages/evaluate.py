@@ -237,8 +237,10 @@ def _print_done(
 
 
 def _training_run_id(model_dir: Path) -> str | None:
-    """The training run's id from run.json (None: no run.json or tracking was off)."""
-    path = model_dir / "run.json"
+    """The training run's id (None: not trained here, or tracking was off)."""
+    from fer.tracking import run_facts_path
+
+    path = run_facts_path(model_dir)
     if not path.is_file():
         return None
     try:

@@ -37,8 +37,13 @@ if TYPE_CHECKING:
 
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr",
-    "images_per_s",
 )  # fmt: skip
+"""``history.csv``: what the epoch computed. Its speed (``images_per_s``) goes to MLflow only, so
+the pipeline's outputs are the same bytes on every run (two clones give one dvc.lock)."""
+RUN_FACTS = ("mlflow_run_id", "model_uri", "registered_version", "champion", "images_per_s",
+             "seconds")  # fmt: skip
+"""``run.json`` keys that differ on every run (ids, registry state, wall time): written to the
+untracked ``runs.json`` beside the output, never into ``models/<model>/``."""
 ResumeMode = Literal["auto", "require", "never"]
 # Settings that may differ between a checkpoint and the run resuming it.
 _RESUME_IGNORES = {"epochs", "early_stopping_patience", "threads", "device"}
@@ -118,9 +123,10 @@ def run(
         _publish_model(net, name, conf, fit_data.input_spec, paths, result)
         summary = _summary(name, result, fit_data, data, device, mrun)
         if mrun is not None:
-            summary.update(_register(mrun, cfg, paths, result))
+            summary.update(_register(mrun, cfg, name, paths, result))
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    write_json(paths.out / "run.json", summary)
+    write_json(paths.out / "run.json", {k: v for k, v in summary.items() if k not in RUN_FACTS})
+    write_json(tracking.run_facts_path(paths.out), {k: summary.get(k) for k in RUN_FACTS})
     _print_done(name, result, summary, paths.out)
     return summary
 
@@ -336,7 +342,7 @@ class EpochWriter:
         history = pd.DataFrame(ckpt["history"], columns=list(HISTORY_COLUMNS))
         write_csv(history, self.paths.history)
         if self.mrun is not None:
-            metrics = {k: record[k] for k in HISTORY_COLUMNS if k != "epoch"}
+            metrics = {k: record[k] for k in (*HISTORY_COLUMNS, "images_per_s") if k != "epoch"}
             self.mrun.log_metrics(metrics, step=record["epoch"])
         print(
             f"  epoch {record['epoch']:>3}/{self.epochs}  loss {record['train_loss']:.3f}  "
@@ -361,10 +367,12 @@ def _save_best(
 
 
 def _save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` through a file object: the archive's inner folder is then always
+    ``archive/``, not the temp file's random name, so equal weights give equal bytes."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(obj, f)
 
 
 def _publish_model(
@@ -410,7 +418,9 @@ def _summary(
     }
 
 
-def _register(mrun: RunLogger, cfg: Config, paths: TrainPaths, result: FitResult) -> dict:
+def _register(
+    mrun: RunLogger, cfg: Config, name: str, paths: TrainPaths, result: FitResult
+) -> dict:
     """Log the pyfunc and register it; the alias moves only to a better model."""
     from fer import tracking
     from fer.prediction.serving import log_arguments
@@ -424,9 +434,19 @@ def _register(mrun: RunLogger, cfg: Config, paths: TrainPaths, result: FitResult
     reg = tracking.register_if_better(
         cfg.tracking, model_uri=uri, run_id=mrun.run_id,
         metric="best_val_macro_f1", value=result.best_val_macro_f1,
+        reads_real_faces=reads_real_faces(cfg, name),
     )  # fmt: skip
     mrun.set_tags({"registered_version": reg["version"], "champion": reg["champion"]})
     return {"registered_version": reg["version"], "champion": reg["champion"], "model_uri": uri}
+
+
+def reads_real_faces(cfg: Config, name: str) -> bool:
+    """May this model answer ``fer predict`` by default? Yes when the pipeline's images are real
+    (not the sandbox), or when it is a packaged real-face model used as shipped (0 epochs). A
+    model fitted to the sandbox's drawn faces misreads photos: registered, never the champion."""
+    if cfg.truth is None:  # the images are not the sandbox's
+        return True
+    return cfg.model_spec(name).pretrained and train_config(cfg, name).epochs == 0
 
 
 def _print_done(name: str, result: FitResult, summary: dict[str, Any], out: Path) -> None:
