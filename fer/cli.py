@@ -90,6 +90,13 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("evaluate", parents=[common], help="evaluate one model on the test split")
     p.add_argument("--model", help="architecture name (default: train.model)")
 
+    p = sub.add_parser(
+        "check", parents=[common],
+        help="this run's metrics vs the committed ones, within metrics/tolerances.yaml",
+    )  # fmt: skip
+    p.add_argument("--against", default="HEAD", help="git revision to compare with (HEAD)")
+    p.add_argument("--tolerances", type=Path, help="rules file (default: metrics/tolerances.yaml)")
+
     p = sub.add_parser("predict", parents=[common], help="classify faces in images or video")
     p.add_argument("paths", nargs="*", type=Path, help="images, folders or video files")
     p.add_argument("--camera", type=int, metavar="INDEX", help="also read a camera (e.g. 0)")
@@ -165,6 +172,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "split": ("fer.stages.split", "run", ()),
     "train": ("fer.stages.train", "run", ("model", "resume", "fresh")),
     "evaluate": ("fer.stages.evaluate", "run", ("model",)),
+    "check": ("fer.stages.check", "run", ("against", "tolerances")),
     "predict": (
         "fer.stages.predict",
         "run",
