@@ -6,7 +6,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup weights run test lint format bench
+.PHONY: setup weights run test check push pull lint format bench
 
 setup: $(VENV)/.installed weights
 
@@ -24,6 +24,18 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
+
+# After `make run` on another machine: are the rewritten metrics the committed result within
+# metrics/tolerances.yaml (exit 0), or a real change (exit 1)?
+check: setup
+	$(VENV)/bin/fer check
+
+# The exact committed artifacts: a DVC remote (default: ../fer-dvc-store beside the project).
+push: setup
+	$(VENV)/bin/dvc push
+
+pull: setup
+	$(VENV)/bin/dvc pull
 
 test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -ra

@@ -335,6 +335,7 @@ class TrainConfig(Section):
     seed: int = 0
     threads: Workers = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = True
     cache_dir: Path = Path(".fer_cache/train")
 
 

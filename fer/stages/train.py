@@ -12,6 +12,7 @@ run's exactly (and says so), and starts fresh otherwise. ``--resume`` insists on
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -142,6 +143,10 @@ def _set_up_torch(cfg: Config) -> str:
     random.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
+    if cfg.train.deterministic:  # before CUDA starts: cuBLAS reads its workspace setting once
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
     return resolve_device(cfg.train.device)
 
 
