@@ -30,7 +30,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fake_project) -> dict:
     saved_env = os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.chdir(root)
     try:
-        cfg = fake_project(root, "train", n_faces=12, params={"train": {"epochs": 1}}).config
+        real = {"train": {"epochs": 1}, "ingest": {"raw_dir": "photos"}}  # not the sandbox:
+        cfg = fake_project(root, "train", n_faces=12, params=real).config  # may be champion
         summary = run(cfg, model="baseline", resume=False)
     finally:
         os.chdir(old)

@@ -43,7 +43,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, fake_project) -> tuple[Pat
             "uri": f"sqlite:///{root}/mlflow.db",
             "artifact_location": str(root / "mlruns"),
         }
-        params = {"train": {"epochs": 1}, "tracking": tracking}
+        # Real images (not the sandbox's): a model trained on them may become the champion.
+        params = {"train": {"epochs": 1}, "tracking": tracking, "ingest": {"raw_dir": "photos"}}
         cfg = fake_project(root, "train", n_faces=18, params=params).config
         result = train.run(cfg, model="baseline", resume=False)
     finally:
