@@ -58,6 +58,7 @@ class Source:
     licence: Member
     licence_name: str = "MIT"
     url: str | None = None  # direct HTTPS address of the archive (npm, when npm is absent)
+    role: Literal["expressions", "landmarks"] = "expressions"  # what the net predicts
 
     @property
     def spec(self) -> str:
@@ -116,7 +117,37 @@ CATALOG: dict[str, Source] = {
         ),
         url="https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz",
     ),
+    "landmarks68": Source(
+        model="landmarks68",
+        registry="npm",
+        package="@vladmandic/face-api",
+        version="1.7.15",
+        archive="vladmandic-face-api-1.7.15.tgz",
+        archive_sha256="0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+        files=(
+            Member(
+                "package/model/face_landmark_68_model-weights_manifest.json",
+                "face_landmark_68_model-weights_manifest.json",
+                "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9",
+            ),
+            Member(
+                "package/model/face_landmark_68_model.bin",
+                "face_landmark_68_model.bin",
+                "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b",
+            ),
+        ),
+        licence=Member(
+            "package/LICENSE",
+            "LICENSE",
+            "9a3442b79acaf4fbc7c2e07b7e2d8f84af9bb3871bf08a69d80304ab00640e9a",
+        ),
+        url="https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz",
+        role="landmarks",
+    ),
 }
+"""Every pinned package: the expression nets (``role="expressions"``, usable as ``--model
+pretrained:NAME``) and face-api's 68-point landmark net (``landmarks68``, used by face recipes
+whose box comes from landmarks, see :mod:`fer.faces.landmarks`)."""
 
 
 def provenance(model: str) -> dict[str, str]:
