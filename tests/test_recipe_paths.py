@@ -85,3 +85,61 @@ def test_predict_pyfunc_and_api_agree(setup: dict, capsys: pytest.CaptureFixture
         load_rgb(IMAGE), _detector(classifier, cfg, "model"), classifier, cfg.detect.crop
     )
     assert np.abs(_probs(loose) - _probs(by_cli)).max() > 0.01
+
+
+def test_evaluate_recuts_by_the_model_recipe(
+    setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evaluation cuts the test face again from its image, as `fer predict` does."""
+    import shutil
+
+    import cv2
+    import yaml
+
+    from fer.data.images import load_rgb
+    from fer.faces.crops import crop_face, crop_name
+    from fer.faces.detectors import create_detector
+    from fer.prediction.inference import FaceClassifier, analyze_image
+    from fer.prediction.model_resolution import resolve_model
+    from fer.stages.evaluate import _predict_test_split
+    from fer.stages.predict import _detector
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw" / "happy").mkdir(parents=True)
+    shutil.copy(IMAGE, tmp_path / "raw" / "happy" / "hopper.jpg")
+    raw = yaml.safe_load(setup["params"].read_text())
+    raw["ingest"] = {**raw["ingest"], "raw_dir": "raw"}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(params)
+    rgb = load_rgb(tmp_path / "raw" / "happy" / "hopper.jpg")
+    (face,) = create_detector(cfg.detect.detector()).detect(rgb)
+    crop_path = Path(cfg.detect.crops_dir) / crop_name("hopper0000000000", 0)
+    crop_path.parent.mkdir(parents=True)
+    cv2.imwrite(
+        str(crop_path), cv2.cvtColor(crop_face(rgb, face, cfg.detect.crop), cv2.COLOR_RGB2BGR)
+    )
+    row = {"face_id": "hop_0", "image_id": "hopper0000000000", "path": "happy/hopper.jpg"}
+    pd.DataFrame([{**row, "x": face.x, "y": face.y, "w": face.w, "h": face.h}]).to_parquet(
+        cfg.detect.faces
+    )
+    pd.DataFrame([{**row, "crop_path": crop_path.as_posix(), "expression": "happy",
+                   "given_label": "positive", "label": "positive", "split": "test",
+                   "group": "g"}]).to_parquet(cfg.split.out)  # fmt: skip
+
+    folder = resolve_model(cfg, "pretrained:faceexpr").path
+    test = _predict_test_split(cfg, folder, "faceexpr")
+    classifier = FaceClassifier.for_inference(folder)
+    detector = _detector(classifier, cfg, "model")
+    (by_predict,) = analyze_image(rgb, detector, classifier, classifier.face_cutter())
+    assert test.crops.shape == (1, 112, 112, 3)
+    assert np.abs(test.probs[0] - _probs([by_predict])[0]).max() < 1e-5
+    # a model cut like detect's crops (at any input size and colour) gets those crops as they are
+    from fer.faces.recipes import FaceRecipe
+    from fer.stages.evaluate import model_crops
+
+    same = SimpleNamespace(
+        recipe=lambda default: FaceRecipe.from_crop(default).with_input(48, "gray")
+    )
+    crops = np.zeros((1, 64, 64, 3), np.uint8)
+    assert model_crops(cfg, same, test.table, crops) is crops
