@@ -75,7 +75,22 @@ def test_predict_pyfunc_and_api_agree(setup: dict, capsys: pytest.CaptureFixture
     engine = Engine(settings_from_config(cfg, folder, "test"))
     by_api = engine.analyze(engine.decode(data))
 
-    for faces in (by_pyfunc, by_api):
+    # the landmark net packaged with the MLflow model: no `fer weights` folder needed
+    from fer.learning.models.pretrained import WEIGHTS_ENV, weights_path
+
+    manifest = weights_path("landmarks68")
+    artifacts = {
+        "weights": str(folder / "model.pt"),
+        "landmarks_manifest": str(manifest),
+        "landmarks_bin": str(manifest.with_name("face_landmark_68_model.bin")),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(WEIGHTS_ENV, str(setup["root"] / "no-weights-here"))
+        packaged = FacePyfunc()
+        packaged.load_context(SimpleNamespace(artifacts=artifacts))
+        by_packaged = json.loads(packaged.predict(None, frame)["faces"][0])
+
+    for faces in (by_pyfunc, by_api, by_packaged):
         assert [f["box"] for f in faces] == [f["box"] for f in by_cli]
         assert np.abs(_probs(faces) - _probs(by_cli)).max() < 1e-5
 
@@ -143,3 +158,14 @@ def test_evaluate_recuts_by_the_model_recipe(
     )
     crops = np.zeros((1, 64, 64, 3), np.uint8)
     assert model_crops(cfg, same, test.table, crops) is crops
+
+
+def test_logged_model_can_carry_the_landmark_net(tmp_path: Path) -> None:
+    from fer.config import DetectorSettings
+    from fer.prediction.serving import LANDMARKS_ARTIFACT, log_arguments
+
+    plain = log_arguments(tmp_path / "model.pt", detector=DetectorSettings())["artifacts"]
+    assert LANDMARKS_ARTIFACT not in plain
+    full = log_arguments(tmp_path / "model.pt", detector=DetectorSettings(), landmarks=True)
+    files = [Path(full["artifacts"][k]) for k in (LANDMARKS_ARTIFACT, "landmarks_bin")]
+    assert all(f.is_file() for f in files) and files[0].parent == files[1].parent

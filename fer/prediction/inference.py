@@ -221,7 +221,7 @@ class FaceClassifier:
         if getattr(self, "_landmarker", None) is None:
             from fer.learning.models.landmarks68 import FaceLandmarker
 
-            self._landmarker = FaceLandmarker()
+            self._landmarker = FaceLandmarker(threads=self.threads)
         return FaceCutter(recipe, self._landmarker)
 
     def detector_settings(self, default: DetectorSettings | None = None) -> DetectorSettings:

@@ -190,7 +190,8 @@ class FacePyfunc:
             from fer.learning.models.landmarks68 import FaceLandmarker, landmark_net
 
             manifest = Path(context.artifacts[LANDMARKS_ARTIFACT])
-            self.classifier._landmarker = FaceLandmarker(landmark_net(manifest))
+            net = landmark_net(manifest)
+            self.classifier._landmarker = FaceLandmarker(net, threads=self.classifier.threads)
         self.crop_cfg = self.classifier.face_cutter()
         self.max_pixels = int(config.get("max_pixels", 89_478_485))
 

@@ -43,20 +43,31 @@ def landmark_net(manifest: Path | None = None) -> FaceExpressionNet:
 class FaceLandmarker:
     """:class:`fer.faces.landmarks.Landmarker` running face-api's net on CPU in torch.
 
-    All faces of an image go through the net as one batch.
+    All faces of an image go through the net as one batch; ``threads`` (e.g. 1, as the
+    classifiers of ``fer predict`` use) sets torch's intra-op threads during each call.
     """
 
     name = NAME
 
-    def __init__(self, net: FaceExpressionNet | None = None) -> None:
+    def __init__(
+        self, net: FaceExpressionNet | None = None, *, threads: int | None = None
+    ) -> None:
         self.net = net if net is not None else landmark_net()
+        self.threads = threads
         self._mean = torch.tensor(MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1)
 
     def outputs(self, inputs: np.ndarray) -> np.ndarray:
         """``(N, 112, 112, 3)`` float32 0–255 inputs → the net's ``(N, 136)`` outputs."""
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).permute(0, 3, 1, 2)
-        with torch.inference_mode():
-            return self.net((x - self._mean) / 255.0).numpy()
+        previous = torch.get_num_threads()
+        if self.threads and self.threads != previous:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                return self.net((x - self._mean) / 255.0).numpy()
+        finally:
+            if torch.get_num_threads() != previous:
+                torch.set_num_threads(previous)
 
     def landmarks(self, image_rgb: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
         """``(N, 68, 2)`` points ``(x, y)`` in image pixels for each box.
