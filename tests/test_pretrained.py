@@ -58,7 +58,7 @@ def weights_root() -> Path:
     """The project's verified weights (``fer weights``); a clear failure when absent."""
     root = weights_dir()
     try:
-        for model in MODELS:
+        for model in CATALOG:
             weights_path(model, root)
     except ModelError as exc:
         pytest.fail(str(exc))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fer.faces.detectors import Face, to_rgb3
+from fer.faces.detectors import Face
 
 if TYPE_CHECKING:
     from fer.config import CropConfig
@@ -27,36 +27,23 @@ def crop_window(face: Face, margin: float, square: bool) -> tuple[int, int, int,
     The box grows by ``margin`` × its size on every side; with ``square`` the window is a
     square of the larger side, centred on the box centre.
     """
-    fx, fy, fw, fh = (float(v) for v in face.box)  # numpy ints in, Python ints out
-    cx, cy = fx + fw / 2.0, fy + fh / 2.0
-    w, h = fw * (1 + 2 * margin), fh * (1 + 2 * margin)
-    if square:
-        w = h = max(w, h)
-    w_i, h_i = max(1, round(w)), max(1, round(h))
-    return round(cx - w_i / 2.0), round(cy - h_i / 2.0), w_i, h_i
+    from fer.faces.recipes import grown_window
+
+    return grown_window(face.box, margin, square)
 
 
 def crop_face(image_rgb: np.ndarray, face: Face, crop: CropConfig) -> np.ndarray:
-    """A ``crop.size``×``crop.size``×3 uint8 RGB crop around ``face``.
+    """A ``crop.size``×``crop.size``×3 uint8 RGB crop around ``face``: ``detect.crop``'s recipe.
 
     Parts of the window outside the image are padded with black (not edge replication, which
     smears border pixels into stripes a model could learn), so the face centre stays at the
     crop centre even for a face at a corner. ``crop.color == "gray"`` converts to grey and back
     to three equal channels, so every model always gets 3 channels. Resized with INTER_AREA.
+    Other geometries (landmarks, levelled eyes): :func:`fer.faces.recipes.cut_face`.
     """
-    import cv2
+    from fer.faces.recipes import FaceRecipe, cut_face
 
-    rgb = to_rgb3(image_rgb)
-    height, width = rgb.shape[:2]
-    x, y, w, h = crop_window(face, crop.margin, crop.square)
-    x1, y1, x2, y2 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
-    window = np.zeros((h, w, 3), dtype=np.uint8)
-    if x2 > x1 and y2 > y1:
-        window[y1 - y : y2 - y, x1 - x : x2 - x] = rgb[y1:y2, x1:x2]
-    out = cv2.resize(window, (crop.size, crop.size), interpolation=cv2.INTER_AREA)
-    if crop.color == "gray":
-        out = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    return np.ascontiguousarray(out)
+    return cut_face(image_rgb, face, FaceRecipe.from_crop(crop))
 
 
 def kept_indices(faces: Sequence[Face], policy: str) -> list[int]:

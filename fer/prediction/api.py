@@ -138,7 +138,7 @@ def error_response(status: int, error: str, detail: str, *, close: bool = False)
 
 
 class Engine:
-    """The model of one worker process: detector, classifier and crop settings.
+    """The model of one worker process: detector, classifier and its face recipe.
 
     Not thread-safe (OpenCV's detector network is not): the app calls it from one thread.
     """
@@ -154,7 +154,7 @@ class Engine:
             settings.model_dir, device="auto", batch_size=settings.batch_size
         )
         # As `fer predict` does: the settings the model was trained with, params' otherwise.
-        self.crop = self.classifier.crop_config(default=CropConfig(**settings.crop))
+        self.crop = self.classifier.face_cutter(default=CropConfig(**settings.crop))
         params = DetectorSettings(**settings.detector)
         self.detector = create_detector(self.classifier.detector_settings(default=params))
         preload()

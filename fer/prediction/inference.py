@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from fer.config import CropConfig, DetectorSettings
     from fer.faces.detectors import Detector
+    from fer.faces.recipes import FaceCutter, FaceRecipe
 
 WEIGHTS = "model.pt"
 FORMAT_VERSION = 1
@@ -43,8 +44,14 @@ def model_payload(
     input_spec: InputSpec,
     config: dict[str, Any] | None = None,
     classes: Sequence[str] = CLASSES,
+    recipe: FaceRecipe | None = None,
 ) -> dict[str, Any]:
-    """The ``model.pt`` dict (docs/data-contracts.md); ``spec`` is the ModelSpec as a dict."""
+    """The ``model.pt`` dict (docs/data-contracts.md); ``spec`` is the ModelSpec as a dict.
+
+    ``recipe``: how faces are cut for this model (:mod:`fer.faces.recipes`); None stores none,
+    and the model then gets the recipe of ``config.crop`` (the crops it was trained on).
+    """
+    extra = {"recipe": recipe.to_dict()} if recipe is not None else {}
     return {
         "format": FORMAT_VERSION,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -54,6 +61,7 @@ def model_payload(
         "input": input_spec.to_dict(),
         "spec": {k: v for k, v in spec.items() if k != "pretrained_path"},
         "config": config or {},
+        **extra,
     }
 
 
@@ -179,6 +187,43 @@ class FaceClassifier:
             update={"size": self.input_spec.size, "color": self.input_spec.color}
         )
 
+    def recipe(self, default: CropConfig | None = None) -> FaceRecipe:
+        """How this model's faces are cut: ``recipe`` in ``model.pt``, else the recipe of the
+        crops it was trained on (``config.crop``, else ``default``); at the input's size/colour.
+
+        Raises:
+            ModelError: a stored recipe that is not valid.
+        """
+        from fer.faces.recipes import FaceRecipe
+
+        stored = self.meta.get("recipe")
+        if isinstance(stored, dict):
+            try:
+                recipe = FaceRecipe.from_dict(stored)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"model file: {exc}") from None
+        else:
+            recipe = FaceRecipe.from_crop(self.crop_config(default))
+        return recipe.with_input(self.input_spec.size, self.input_spec.color)
+
+    def face_cutter(self, default: CropConfig | None = None) -> FaceCutter:
+        """A :class:`~fer.faces.recipes.FaceCutter` for :meth:`recipe`, with face-api's
+        landmark net when the recipe cuts by landmarks (built once, kept).
+
+        Raises:
+            ModelError: the landmark weights are missing or corrupt (run ``fer weights``).
+        """
+        from fer.faces.recipes import FaceCutter
+
+        recipe = self.recipe(default)
+        if not recipe.needs_landmarks:
+            return FaceCutter(recipe)
+        if getattr(self, "_landmarker", None) is None:
+            from fer.learning.models.landmarks68 import FaceLandmarker
+
+            self._landmarker = FaceLandmarker(threads=self.threads)
+        return FaceCutter(recipe, self._landmarker)
+
     def detector_settings(self, default: DetectorSettings | None = None) -> DetectorSettings:
         """The detector settings the model carries (``config.detect`` in ``model.pt``)."""
         from fer.config import DetectorSettings
@@ -273,20 +318,21 @@ def analyze_image(
     image_rgb: np.ndarray,
     detector: Detector,
     classifier: FaceClassifier,
-    crop_cfg: CropConfig,
+    crop_cfg: FaceCutter | CropConfig,
 ) -> list[dict[str, Any]]:
-    """Detect, crop and classify every face of one RGB image.
+    """Detect, cut (by the model's recipe: ``classifier.face_cutter()``; a ``detect.crop``
+    section cuts its way) and classify every face of one RGB image.
 
     Returns:
         One dict per face, in detector-score order: ``{"box": [x, y, w, h], "score",
         "probs": {"positive", "negative", "neutral"}, "label"}`` (DESIGN.md §3).
     """
-    from fer.faces.crops import crop_face
+    from fer.faces.recipes import as_cutter
 
     faces = detector.detect(image_rgb)
     if not faces:
         return []
-    crops = np.stack([crop_face(image_rgb, f, crop_cfg) for f in faces])
+    crops = np.stack(as_cutter(crop_cfg).cut(image_rgb, faces))
     recs = classifier.records(classifier.predict_proba(crops))
     return [
         {"box": [int(f.x), int(f.y), int(f.w), int(f.h)], "score": round(float(f.score), 6), **r}

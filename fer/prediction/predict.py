@@ -24,6 +24,7 @@ from fer import CLASSES
 if TYPE_CHECKING:
     from fer.config import CropConfig
     from fer.faces.detectors import Detector, Face
+    from fer.faces.recipes import FaceCutter
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"})
 # Files that are never photos; skipped in folders without a record (everything else found in a
@@ -137,7 +138,7 @@ def predict_images(
     load: Callable[[Path], np.ndarray],
     detector: Detector,
     classifier: Any,
-    crop: CropConfig,
+    crop: FaceCutter | CropConfig,
     batch_size: int,
 ) -> Iterator[ImageResult]:
     """Decode, detect and crop image after image; classify the crops of up to ``batch_size``
@@ -147,8 +148,9 @@ def predict_images(
     an ``error`` record and the others go on. ``batch_size == 1`` classifies image by image.
     """
     from fer.data.images import DecodeError
-    from fer.faces.crops import crop_face
+    from fer.faces.recipes import as_cutter
 
+    cutter = as_cutter(crop)
     classes = tuple(getattr(classifier, "classes", CLASSES))
     pending: list[tuple[InputItem, np.ndarray | None, list[Face], str | None]] = []
     crops: list[np.ndarray] = []
@@ -175,7 +177,7 @@ def predict_images(
             except Exception as exc:  # one odd image must not end the run
                 pending.append((item, image, [], f"detect_error: {exc}"))
             else:
-                crops.extend(crop_face(image, f, crop) for f in faces)
+                crops.extend(cutter.cut(image, faces))
                 pending.append((item, image, faces, None))
         if len(pending) >= batch_size or len(crops) >= batch_size:
             yield from flush()

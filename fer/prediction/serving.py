@@ -53,6 +53,9 @@ MAX_FILE_BYTES = 64 * 1024 * 1024  # an allow-listed file larger than this is re
 IMAGE_DIR_ENV = "FER_IMAGE_DIR"
 """Set to a folder to let the pyfunc read images named by a path inside it (else never)."""
 DETECTOR_ARTIFACT = "detector_0"
+LANDMARKS_ARTIFACT = "landmarks_manifest"
+"""With ``landmarks_bin``: face-api's landmark net, for a model whose recipe cuts by landmarks
+(without them the pyfunc reads the ``fer weights`` folder)."""
 _INFERENCE = threading.Lock()
 """OpenCV's DNN detector crashes the process (SIGSEGV) when one network runs on several threads
 at once, and `mlflow models serve` calls predict from a thread pool: detection and
@@ -183,7 +186,13 @@ class FacePyfunc:
             )
         self.detect_cfg = settings
         self.detector = create_detector(settings)
-        self.crop_cfg = self.classifier.crop_config()
+        if LANDMARKS_ARTIFACT in context.artifacts:  # the packaged landmark net
+            from fer.learning.models.landmarks68 import FaceLandmarker, landmark_net
+
+            manifest = Path(context.artifacts[LANDMARKS_ARTIFACT])
+            net = landmark_net(manifest)
+            self.classifier._landmarker = FaceLandmarker(net, threads=self.classifier.threads)
+        self.crop_cfg = self.classifier.face_cutter()
         self.max_pixels = int(config.get("max_pixels", 89_478_485))
 
     def predict(self, context, model_input, params=None):
@@ -226,11 +235,17 @@ def example_image_b64(size: int = 96) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def log_arguments(weights: Path, *, detector: DetectorSettings) -> dict[str, Any]:
+def log_arguments(
+    weights: Path, *, detector: DetectorSettings, landmarks: bool = False
+) -> dict[str, Any]:
     """Keyword arguments for ``RunLogger.log_pyfunc``: model, artifacts, examples, requirements.
 
     The detector's model files (:func:`fer.faces.detectors.packaged_files`) travel as
-    artifacts ``detector_0`` (what ``model_path`` names), ``detector_1``, ...
+    artifacts ``detector_0`` (what ``model_path`` names), ``detector_1``, ...; with
+    ``landmarks`` (a recipe that cuts by landmarks) face-api's landmark net travels too.
+
+    Raises:
+        ModelError: ``landmarks`` and its weights missing or corrupt (run ``fer weights``).
     """
     import fer
     from fer.faces.detectors import packaged_files
@@ -238,6 +253,12 @@ def log_arguments(weights: Path, *, detector: DetectorSettings) -> dict[str, Any
     artifacts = {"weights": str(weights)}
     files = packaged_files(detector)
     artifacts.update({f"detector_{i}": str(path) for i, path in enumerate(files)})
+    if landmarks:
+        from fer.learning.models.pretrained import weights_path
+
+        manifest = weights_path("landmarks68")
+        artifacts[LANDMARKS_ARTIFACT] = str(manifest)
+        artifacts["landmarks_bin"] = str(manifest.with_name("face_landmark_68_model.bin"))
     example = pd.DataFrame({"image": [example_image_b64()]})
     output = pd.DataFrame({"faces": ["[]"], "error": [""]})
     return {

@@ -35,6 +35,7 @@ from fer.prediction.predict import annotate, classify_crops, face_record
 if TYPE_CHECKING:
     from fer.config import CropConfig
     from fer.faces.detectors import Detector, Face
+    from fer.faces.recipes import FaceCutter
 
 # (fourcc, suffix) in order of preference; the first this OpenCV build can write is used.
 CODECS: tuple[tuple[str, str], ...] = (("mp4v", ".mp4"), ("MJPG", ".avi"))
@@ -200,7 +201,7 @@ class VideoRun:
         *,
         detector: Detector,
         classifier: Any,
-        crop: CropConfig,
+        crop: FaceCutter | CropConfig,
         fps: float,
         detect_every: int,
         batch_size: int,
@@ -242,9 +243,12 @@ class VideoRun:
         """Classify the held frames' faces; record and emit each frame."""
         import cv2
 
-        from fer.faces.crops import crop_face
+        from fer.faces.recipes import as_cutter
 
-        crops = [crop_face(rgb, f, self.crop) for _, rgb, held, _ in self.chunk for _, f in held]
+        cutter = as_cutter(self.crop)
+        crops = [
+            c for _, rgb, held, _ in self.chunk for c in cutter.cut(rgb, [f for _, f in held])
+        ]
         probs = classify_crops(self.classifier, crops, self.batch_size)
         k = 0
         for idx, rgb, held, detected in self.chunk:
@@ -311,7 +315,7 @@ def process_video(
     *,
     detector: Detector,
     classifier: Any,
-    crop: CropConfig,
+    crop: FaceCutter | CropConfig,
     detect_every: int = 1,
     batch_size: int = 64,
     max_frames: int | None = None,

@@ -94,7 +94,59 @@ def _predict_test_split(cfg: Config, model_dir: Path, name: str) -> TestPredicti
         raise InputError(f"{cfg.split.out}: no usable test rows (split == 'test')")
     table = data.table.iloc[rows].reset_index(drop=True)
     skipped = int((data.skipped["split"] == "test").sum())
+    crops = model_crops(cfg, clf, table, crops)
     return TestPredictions(table, crops, y, clf.predict_proba(crops), skipped)
+
+
+def model_crops(cfg: Config, clf: Any, table: pd.DataFrame, crops: np.ndarray) -> np.ndarray:
+    """The test faces as the model wants them cut (its face recipe).
+
+    A model whose recipe is that of the crops ``fer detect`` made (every model trained here)
+    gets those crops; any other (another margin, a landmark box, levelled eyes: a packaged
+    model's own recipe) gets its faces cut again from the original images, at the boxes
+    ``fer detect`` stored, exactly as ``fer predict`` cuts them.
+    """
+    from fer.faces.recipes import FaceRecipe
+
+    made = FaceRecipe.from_crop(cfg.detect.crop)
+    if clf.recipe(default=cfg.detect.crop).with_input(made.size, made.color) == made:
+        return crops
+    return recut(cfg, table, clf.face_cutter(default=cfg.detect.crop))
+
+
+def recut(cfg: Config, table: pd.DataFrame, cutter: Any) -> np.ndarray:
+    """Cut each row's face from its original image (``ingest.raw_dir``) at its stored box.
+
+    Raises:
+        InputError: a face missing from ``detect.faces``, or an image outside the raw folder
+            or not readable.
+    """
+    from fer.data.images import DecodeError, load_rgb
+    from fer.faces.detectors import Face
+    from fer.io import contained, read_table
+    from fer.progress import bar, enabled
+
+    columns = ("face_id", "x", "y", "w", "h")
+    faces = read_table(cfg.detect.faces, producer="fer detect", columns=columns)
+    boxes = faces.set_index("face_id")[["x", "y", "w", "h"]]
+    missing = sorted(set(table["face_id"]) - set(boxes.index))
+    if missing:
+        raise InputError(f"{cfg.detect.faces}: no box for face {missing[0]} (run `fer detect`)")
+    raw = Path(cfg.ingest.raw_dir)
+    out: list[np.ndarray] = []
+    with bar(total=len(table), desc="recut", unit="face", disable=not enabled()) as progress:
+        for face_id, rel in zip(table["face_id"], table["path"], strict=True):
+            path = contained(raw, str(rel))
+            if path is None:
+                raise InputError(f"{rel}: path outside ingest.raw_dir {raw}")
+            try:
+                image = load_rgb(path, max_pixels=cfg.ingest.max_pixels)
+            except DecodeError as exc:
+                raise InputError(f"{path}: cannot recut the face ({exc.reason})") from None
+            x, y, w, h = (int(v) for v in boxes.loc[face_id])
+            out.append(cutter.cut(image, [Face(x, y, w, h, 1.0)])[0])
+            progress.update(1)
+    return np.stack(out)
 
 
 def score_predictions(

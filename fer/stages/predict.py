@@ -34,7 +34,8 @@ from fer.prediction.predict import (
 from fer.progress import bar, enabled
 
 if TYPE_CHECKING:
-    from fer.config import Config, CropConfig
+    from fer.config import Config
+    from fer.faces.recipes import FaceCutter
     from fer.prediction.inference import FaceClassifier
 
 REPORT = "predictions.json"
@@ -94,7 +95,7 @@ def _predict_images(
     cfg: Config,
     detector: Any,
     classifier: FaceClassifier,
-    crop: CropConfig,
+    crop: FaceCutter,
 ) -> list[dict[str, Any]]:
     """Records for every item (images filled in, the rest left ``{}``); annotated JPEGs."""
     from fer.data.images import load_rgb
@@ -160,13 +161,14 @@ def _detector(classifier: FaceClassifier, cfg: Config, detect_with: str) -> Any:
     return create_detector(classifier.detector_settings(default=params))
 
 
-def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, CropConfig]:
-    """The classifier and the crop settings it was trained with (params' when not recorded)."""
+def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, FaceCutter]:
+    """The classifier and the cutter of its face recipe (params' ``detect.crop`` when the
+    model records neither a recipe nor its training crops)."""
     from fer.prediction.inference import FaceClassifier
 
     classifier = FaceClassifier.for_inference(model_dir, batch_size=cfg.predict.batch_size)
     # A model trained with other crop settings must see crops cut its way.
-    return classifier, classifier.crop_config(default=cfg.detect.crop)
+    return classifier, classifier.face_cutter(default=cfg.detect.crop)
 
 
 class VideoJob:

