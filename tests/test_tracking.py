@@ -117,7 +117,7 @@ def test_which_models_read_real_faces() -> None:
     cfg = load_config(REPO / "params.yaml")
     assert cfg.truth is not None  # the repo's params build the sandbox
     verdict = {name: reads_real_faces(cfg, name) for name in cfg.train.models}
-    assert verdict["minixception-zeroshot"] is True  # packaged real-face weights, as shipped
+    assert verdict["faceexpr-zeroshot"] is True  # packaged real-face weights, as shipped
     assert verdict["alexnet"] is False and verdict["minixception"] is False  # fitted to drawings
     photos = cfg.ingest.model_copy(update={"raw_dir": Path("photos")})
     real = cfg.model_copy(update={"ingest": photos})

