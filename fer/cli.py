@@ -73,7 +73,7 @@ def _data_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    """train, evaluate, predict, weights."""
+    """train, evaluate, report, predict, weights."""
     p = sub.add_parser("train", parents=[common], help="train one model")
     p.add_argument("--model", help="architecture name (default: train.model)")
     p.add_argument(
@@ -88,6 +88,10 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("evaluate", parents=[common], help="evaluate one model on the test split")
     p.add_argument("--model", help="architecture name (default: train.model)")
+
+    sub.add_parser(
+        "report", parents=[common], help="compare the models: reports/report.{md,html} + stdout"
+    )
 
     p = sub.add_parser("predict", parents=[common], help="classify faces in images or video")
     p.add_argument("paths", nargs="*", type=Path, help="images, folders or video files")
@@ -164,6 +168,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "split": ("fer.stages.split", "run", ()),
     "train": ("fer.stages.train", "run", ("model", "resume", "fresh")),
     "evaluate": ("fer.stages.evaluate", "run", ("model",)),
+    "report": ("fer.stages.report", "run", ()),
     "predict": (
         "fer.stages.predict",
         "run",

@@ -1,8 +1,11 @@
 """`fer evaluate [--model NAME]`: the test split → metrics/<model>.json, plots/<model>/, MLflow.
 
-Metrics and figures are logged into the SAME MLflow run as the training (its id is in
-``models/<model>/run.json``). On the sandbox, its truth (``sample.truth``) also
-gives the accuracy against the TRUE labels, since the test split's labels are noisy too.
+``metrics/<model>.json`` holds the headline numbers `dvc metrics show` lists (accuracy,
+macro-F1, accuracy against the true labels, training time); ``metrics/details/<model>.json``
+holds everything (per class, per expression, confusion counts). Metrics and figures are logged
+into the SAME MLflow run as the training (its id is in ``models/<model>/run.json``). On the
+sandbox, its truth (``sample.truth``) also gives the accuracy against the TRUE labels, since
+the test split's labels are noisy too.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class TestPredictions:
 
 
 def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
-    """Evaluate one trained model on the test split; returns the metrics written."""
+    """Evaluate one trained model on the test split; returns every figure (the details)."""
     from fer.learning.evaluation import classification_report
 
     started = time.perf_counter()
@@ -64,15 +67,31 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
         "model": name,
         **score_predictions(report, test, truth),
         **by_expression(test, cfg.evaluate.without),
+        "classes": list(CLASSES),
+        "confusion": report["confusion"],
     }
+    train_seconds = _run_json(model_dir).get("seconds")
+    if isinstance(train_seconds, int | float):
+        metrics["train_seconds"] = train_seconds
     plots = Path(cfg.evaluate.plots_dir) / name
     _write_plots(plots, name, test, truth, report, cfg.evaluate.gallery_size)
     metrics_path = Path(cfg.evaluate.metrics_dir) / f"{name}.json"
-    write_json(metrics_path, metrics)
+    details_path = Path(cfg.evaluate.details_dir) / f"{name}.json"
+    write_json(details_path, metrics)
+    write_json(metrics_path, headline(metrics))
     if cfg.tracking.enabled:
-        _log(cfg, model_dir, name, metrics, report, metrics_path, plots)
+        _log(cfg, model_dir, name, metrics, report, [metrics_path, details_path], plots)
     _print_done(name, metrics, report, time.perf_counter() - started, metrics_path)
     return metrics
+
+
+HEADLINE = ("accuracy", "macro_f1", "true_label_accuracy", "n_test", "train_seconds")
+"""The keys of ``metrics/<model>.json``, when present (true labels: the sandbox only)."""
+
+
+def headline(details: dict[str, Any]) -> dict[str, Any]:
+    """``metrics/<model>.json``: the few numbers `dvc metrics show` lists per model."""
+    return {k: details[k] for k in HEADLINE if k in details}
 
 
 def _predict_test_split(cfg: Config, model_dir: Path, name: str) -> TestPredictions:
@@ -202,7 +221,7 @@ def _log(
     name: str,
     metrics: dict[str, Any],
     report: dict[str, Any],
-    metrics_path: Path,
+    metrics_paths: list[Path],
     plots: Path,
 ) -> None:
     """Metrics and figures into the training's MLflow run (a new run if it is gone)."""
@@ -218,8 +237,11 @@ def _log(
     ) as mrun:  # fmt: skip
         if mrun is None:
             return
-        mrun.log_metrics({f"test_{k}": v for k, v in metrics.items() if k != "model"})
-        mrun.log_artifact(metrics_path, artifact_path="evaluation")
+        mrun.log_metrics(
+            {f"test_{k}": v for k, v in metrics.items() if k not in ("model", "train_seconds")}
+        )
+        for path in metrics_paths:
+            mrun.log_artifact(path, artifact_path="evaluation")
         mrun.log_artifact(plots, artifact_path="evaluation/plots")
         mrun.log_text(json.dumps(report, indent=2), "evaluation/classification_report.json")
 
@@ -238,10 +260,14 @@ def _print_done(
 
 def _training_run_id(model_dir: Path) -> str | None:
     """The training run's id from run.json (None: no run.json or tracking was off)."""
+    return _run_json(model_dir).get("mlflow_run_id")
+
+
+def _run_json(model_dir: Path) -> dict[str, Any]:
+    """``fer train``'s summary of this model (``run.json``); empty when missing or unreadable."""
     path = model_dir / "run.json"
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("mlflow_run_id")
+        summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return None
+        return {}
+    return summary if isinstance(summary, dict) else {}
