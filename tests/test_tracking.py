@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from fer import tracking
 from fer.config import TrackingConfig
 from fer.errors import TrackingError
+from tests.kit import MAX_METRIC_KEYS, metric_columns
 
 
 @pytest.fixture
@@ -136,6 +137,15 @@ def test_training_run_contents(
     assert run.data.metrics["best_val_macro_f1"] == pytest.approx(run_json["val_macro_f1"])
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
     assert "test_true_label_accuracy" in run.data.metrics
+    headline = json.loads((tmp_path / "metrics/baseline.json").read_text())  # dvc metrics show
+    details = json.loads((tmp_path / "metrics/details/baseline.json").read_text())
+    assert len(metric_columns(headline)) <= MAX_METRIC_KEYS
+    assert headline["accuracy"] == details["accuracy"] == metrics["accuracy"]
+    assert headline["train_seconds"] == run_json["seconds"]
+    assert set(details["per_class"]) == {"positive", "negative", "neutral"}
+    assert run.data.metrics["test_per_class.neutral.recall"] == pytest.approx(
+        details["per_class"]["neutral"]["recall"]
+    )
     (dataset_input,) = run.inputs.dataset_inputs
     import hashlib
 

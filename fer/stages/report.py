@@ -43,7 +43,7 @@ def run(cfg: Config) -> dict[str, Any]:
         models=models,
         detect=_read_stage(cfg.detect.metrics, cfg.detect.details),
         validate=_read_stage(cfg.validate_.metrics, cfg.validate_.details),
-        figures=_figures(Path(cfg.evaluate.plots_dir), list(models), out),
+        figures=_figures(Path(cfg.evaluate.plots_dir), list(models), cfg.train.models, out),
     )
     markdown, page = out / "report.md", out / "report.html"
     write_text(markdown, render_markdown(results, heading=HEADING))
@@ -99,14 +99,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _figures(plots_dir: Path, models: list[str], out_dir: Path) -> list[Any]:
-    """The PNGs under ``plots_dir``: the models' folders first (in order), then any other
-    folder; in each, evaluate's figures first, then the rest by name."""
+def _figures(
+    plots_dir: Path, models: list[str], all_models: list[str], out_dir: Path
+) -> list[Any]:
+    """The PNGs under ``plots_dir``: the reported models' folders first (in order), then any
+    folder that belongs to no model; in each, evaluate's figures first, then the rest by name."""
     from fer.reporting import Figure
 
     if not plots_dir.is_dir():
         return []
-    others = sorted(p.name for p in plots_dir.iterdir() if p.is_dir() and p.name not in models)
+    others = sorted(p.name for p in plots_dir.iterdir() if p.is_dir() and p.name not in all_models)
     figures = []
     for owner in [*models, *others]:
         folder = plots_dir / owner
