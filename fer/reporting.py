@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import base64
 import html
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 MISSING = "-"
+TEXT_WIDTH = 100
+"""Terminal lines are wrapped to this many characters (the model table is not)."""
 
 
 @dataclass(frozen=True)
@@ -88,20 +91,36 @@ def model_table(models: Mapping[str, StageFigures]) -> Table:
     """One row per model: test accuracy, macro-F1, accuracy against the truth, recall per
     class and training time."""
     classes = class_names(models)
-    headers = ("model", "test faces", "accuracy", "macro-F1", "true-label acc.")
-    headers += (*(f"recall {c}" for c in classes), "train s")
+    headers = ("model", "faces", "accuracy", "macro-F1", "true acc.", *classes, "train s")
     rows = []
     for name, m in models.items():
         per_class = m.details.get("per_class", {})
         recall = tuple(fmt(per_class.get(c, {}).get("recall")) for c in classes)
         scores = (fmt(m.get(k)) for k in ("n_test", "accuracy", "macro_f1", "true_label_accuracy"))
         rows.append((name, *scores, *recall, _seconds(m.get("train_seconds"))))
-    note = (
-        "accuracy and macro-F1 on the test split's labels; true-label acc.: against the "
-        "sandbox's true labels (the test labels are noisy too); recall per class on the test "
-        "labels; train s: wall time of `fer train`."
+    table = _without_empty_columns(Table("Models (test split)", headers, tuple(rows)))
+    notes = [  # (column, what it means), said only for the columns shown
+        ("faces", "faces: test faces"),
+        ("accuracy", "accuracy and macro-F1 against the test split's labels"),
+        ("true acc.", "true acc.: accuracy against the sandbox's true labels (the test labels "
+         "are noisy too)"),
+        (classes[0] if classes else None, f"{', '.join(classes)}: recall of each class"),
+        ("train s", "train s: wall time of `fer train`"),
+    ]  # fmt: skip
+    note = "; ".join(text for column, text in notes if column in table.headers)
+    return Table(table.title, table.headers, table.rows, note + ".")
+
+
+def _without_empty_columns(table: Table) -> Table:
+    """Drop the columns no row has a value in (e.g. true labels on real data)."""
+    keep = [i for i in range(len(table.headers)) if any(r[i] != MISSING for r in table.rows)]
+    keep = keep if table.rows else list(range(len(table.headers)))
+    return Table(
+        table.title,
+        tuple(table.headers[i] for i in keep),
+        tuple(tuple(r[i] for i in keep) for r in table.rows),
+        table.note,
     )
-    return Table("Models (test split)", headers, tuple(rows), note)
 
 
 def best_model(models: Mapping[str, StageFigures]) -> str | None:
@@ -226,7 +245,8 @@ def text_table(table: Table) -> str:
 
 def summary_text(results: Results) -> str:
     """The terminal view: the model comparison, then detection and validation in a line each."""
-    lines = [text_table(model_table(results.models))]
+    table = model_table(results.models)
+    lines = [text_table(table), f"({table.note})"]
     best = best_model(results.models)
     if best:
         lines.append(f"best test macro-F1: {best}")
@@ -239,7 +259,10 @@ def summary_text(results: Results) -> str:
         lines.append(line)
     if results.validate is not None:
         lines.append(_validate_line(results.validate))
-    return "\n".join(lines)
+    wrapped = [lines[0]] + [
+        textwrap.fill(x, TEXT_WIDTH, subsequent_indent="  ") for x in lines[1:]
+    ]
+    return "\n".join(wrapped)
 
 
 def _validate_line(v: StageFigures) -> str:
