@@ -194,7 +194,7 @@ def validate_table(validate: StageFigures) -> Table:
         ("gate passed", fmt(bool(validate.get("gate_passed")))),
         ("expectations failed (blocking / warning)",
          f"{fmt(d.get('failed_blocking'))} / {fmt(d.get('failed_warning'))}"),
-        ("faces quarantined (no face, unreadable, ...)", fmt(validate.get("quarantined"))),
+        ("images quarantined (no face, unreadable, ...)", fmt(validate.get("quarantined"))),
         ("label issues", fmt(validate.get("label_issues"))),
         ("duplicate images", fmt(d.get("duplicate_images"))),
     ]  # fmt: skip
