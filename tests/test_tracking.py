@@ -156,6 +156,12 @@ def test_training_run_contents(
     assert {"history.csv", "evaluation"} <= top
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/baseline.json" in evaluation
+    logged = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id,
+        artifact_path="evaluation/baseline.json",
+        dst_path=str(tmp_path / "dl"),
+    )
+    assert json.loads(Path(logged).read_text()) == details  # the details, per class and all
     plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "evaluation/plots")}
     assert {"confusion.png", "mistakes.png", "predictions.csv", "confusion.csv"} <= plots
     mv = client.get_model_version_by_alias("fer-classifier", "champion")

@@ -402,7 +402,7 @@ def _log_mlflow(cfg: Config, metrics: dict[str, Any], det_hash: str) -> None:
     flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     for level in ("image", "box"):
         flat.update({f"{level}_{k}": v for k, v in loc[level].items()})
-    log_stage_run(cfg.tracking, "detect", params, flat, [Path(dcfg.metrics), Path(dcfg.details)])
+    log_stage_run(cfg.tracking, "detect", params, flat, [Path(dcfg.details)])  # all of metrics
 
 
 def _print_summary(s: dict[str, Any], faces_path: Path) -> None:

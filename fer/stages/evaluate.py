@@ -80,7 +80,7 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
     write_json(details_path, metrics)
     write_json(metrics_path, headline(metrics))
     if cfg.tracking.enabled:
-        _log(cfg, model_dir, name, metrics, report, [metrics_path, details_path], plots)
+        _log(cfg, model_dir, name, metrics, report, details_path, plots)
     _print_done(name, metrics, report, time.perf_counter() - started, metrics_path)
     return metrics
 
@@ -221,7 +221,7 @@ def _log(
     name: str,
     metrics: dict[str, Any],
     report: dict[str, Any],
-    metrics_paths: list[Path],
+    details_path: Path,
     plots: Path,
 ) -> None:
     """Metrics and figures into the training's MLflow run (a new run if it is gone)."""
@@ -240,8 +240,7 @@ def _log(
         mrun.log_metrics(
             {f"test_{k}": v for k, v in metrics.items() if k not in ("model", "train_seconds")}
         )
-        for path in metrics_paths:
-            mrun.log_artifact(path, artifact_path="evaluation")
+        mrun.log_artifact(details_path, artifact_path="evaluation")  # the headline's superset
         mrun.log_artifact(plots, artifact_path="evaluation/plots")
         mrun.log_text(json.dumps(report, indent=2), "evaluation/classification_report.json")
 
