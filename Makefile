@@ -24,6 +24,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
+	$(VENV)/bin/fer report
 
 # After `make run` on another machine: are the rewritten metrics the committed result within
 # metrics/tolerances.yaml (exit 0), or a real change (exit 1)?

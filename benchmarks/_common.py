@@ -34,6 +34,7 @@ def detect_config(root: Path, run: str | None = None, **detect: Any) -> Any:
         "crops_dir": str(out / "crops"),
         "cache_dir": str(out / "cache"),
         "metrics": str(out / "detect.json"),
+        "details": str(out / "detect_details.json"),
         **detect,
     }
     raw["tracking"] = {**raw["tracking"], "enabled": False}

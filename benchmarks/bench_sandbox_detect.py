@@ -44,6 +44,7 @@ def project_params(root: Path, detect: dict[str, Any]) -> dict[str, Any]:
         "cache_dir": str(root / "out" / "cache"),
         "truth": str(root / "truth.csv"),
         "metrics": str(root / "out" / "detect.json"),
+        "details": str(root / "out" / "detect_details.json"),
         **detect,
     }
     raw["tracking"] = {**raw["tracking"], "enabled": False}
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         fer("detect", params)
         secs = time.perf_counter() - start
-        loc = json.loads((root / "out" / "detect.json").read_text())["localization"]
+        loc = json.loads((root / "out" / "detect_details.json").read_text())["localization"]
         im, bx = loc["image"], loc["box"]
         prf = ("precision", "recall", "f1")
         print(

@@ -74,7 +74,7 @@ def _data_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    """train, evaluate, predict, weights."""
+    """train, evaluate, report, predict, weights."""
     p = sub.add_parser("train", parents=[common], help="train one model")
     p.add_argument("--model", help="architecture name (default: train.model)")
     p.add_argument(
@@ -96,6 +96,10 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--against", default="HEAD", help="git revision to compare with (HEAD)")
     p.add_argument("--tolerances", type=Path, help="rules file (default: metrics/tolerances.yaml)")
+
+    sub.add_parser(
+        "report", parents=[common], help="compare the models: reports/report.{md,html} + stdout"
+    )
 
     p = sub.add_parser("predict", parents=[common], help="classify faces in images or video")
     p.add_argument("paths", nargs="*", type=Path, help="images, folders or video files")
@@ -173,6 +177,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "train": ("fer.stages.train", "run", ("model", "resume", "fresh")),
     "evaluate": ("fer.stages.evaluate", "run", ("model",)),
     "check": ("fer.stages.check", "run", ("against", "tolerances")),
+    "report": ("fer.stages.report", "run", ()),
     "predict": (
         "fer.stages.predict",
         "run",

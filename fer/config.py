@@ -223,6 +223,7 @@ class DetectConfig(DetectorSettings):
     crops_dir: Path = Path("data/faces")
     cache_dir: Path = Path(".fer_cache/detect")
     metrics: Path = Path("metrics/detect.json")
+    details: Path = Path("metrics/details/detect.json")
     iou_threshold: Fraction = 0.5
     crop: CropConfig = CropConfig()
 
@@ -249,6 +250,7 @@ class ValidateConfig(Section):
 
     out_dir: Path = Path("data/validation")
     metrics: Path = Path("metrics/validate.json")
+    details: Path = Path("metrics/details/validate.json")
     min_width: Annotated[int, Field(ge=1)] = 32
     min_height: Annotated[int, Field(ge=1)] = 32
     max_width: Annotated[int, Field(ge=1)] = 20000
@@ -384,9 +386,16 @@ class EvaluateConfig(Section):
     """`fer evaluate`: test-split metrics, plots and galleries."""
 
     metrics_dir: Path = Path("metrics")
+    details_dir: Path = Path("metrics/details")
     plots_dir: Path = Path("plots")
     gallery_size: Annotated[int, Field(ge=0)] = 24
     without: list[str] = Field(default_factory=list)
+
+
+class ReportConfig(Section):
+    """`fer report`: the per-model comparison read from the metrics, details and plots."""
+
+    out_dir: Path = Path("reports")
 
 
 class PredictConfig(Section):
@@ -439,6 +448,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     evaluate: EvaluateConfig = EvaluateConfig()
+    report: ReportConfig = ReportConfig()
     predict: PredictConfig = PredictConfig()
     api: ApiConfig = ApiConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -491,11 +491,35 @@ def run_exists(cfg: TrackingConfig, run_id: str) -> bool:
         ) from None
 
 
-def run_facts_path(model_dir: Path) -> Path:
-    """Where a training's per-run facts live (MLflow run id, model URI, registry version, wall
-    time): ``.fer_runs/<model>.json`` beside the models folder, outside every DVC output and git,
-    so that ``models/<model>/`` holds the same bytes on every run."""
-    return Path(model_dir).parent / ".fer_runs" / f"{Path(model_dir).name}.json"
+RUN_FACTS_DIR = Path(".fer_runs")
+"""Per-run facts that differ on every run (MLflow run id, model URI, registry version, wall time,
+speed): one JSON per stage or model in this git-ignored folder at the project root, never in a
+DVC output, so that the pipeline's outputs are the same bytes on every run. `fer report` shows
+the times; `fer evaluate` links its run to the training run through them."""
+
+
+def run_facts_path(name: str) -> Path:
+    """``.fer_runs/<name>.json``: ``name`` is a model (``train.models``), ``detect`` or
+    ``validate``."""
+    return RUN_FACTS_DIR / f"{name}.json"
+
+
+def write_run_facts(name: str, facts: Mapping[str, Any]) -> None:
+    """Write :func:`run_facts_path` atomically."""
+    from fer.io import write_json
+
+    write_json(run_facts_path(name), dict(facts))
+
+
+def read_run_facts(name: str) -> dict[str, Any]:
+    """What :func:`write_run_facts` wrote; empty when missing or unreadable."""
+    import json
+
+    try:
+        facts = json.loads(run_facts_path(name).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return facts if isinstance(facts, dict) else {}
 
 
 READS_REAL_FACES = "reads_real_faces"

@@ -100,6 +100,21 @@ def cartoon_face(rng: np.random.Generator, size: int) -> np.ndarray:
 CROPS = {"color": color_crop, "face": face_crop, "shape": shape_crop}
 
 
+MAX_METRIC_KEYS = 12
+"""Most flattened keys one metrics file may have: the headline numbers only (per-class or
+per-expression figures belong in metrics/details/)."""
+
+
+def metric_columns(metrics: dict[str, Any], prefix: str = "") -> set[str]:
+    """The columns `dvc metrics show` prints for one metrics file: its keys, nested dicts
+    flattened with dots (as DVC does)."""
+    out: set[str] = set()
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        out |= metric_columns(value, f"{name}.") if isinstance(value, dict) else {name}
+    return out
+
+
 def encode(img: np.ndarray, suffix: str = ".jpg", quality: int | None = None) -> bytes:
     """The bytes of ``img`` (BGR) as written by OpenCV for ``suffix``."""
     flags = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality is not None else []

@@ -17,6 +17,7 @@ from fer.config import Config, config_from_dict
 from fer.errors import InputError, ModelError
 from fer.faces import detectors
 from fer.stages import detect
+from tests.kit import MAX_METRIC_KEYS, metric_columns
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,6 +96,7 @@ def _config(tmp: Path, **detect_overrides: Any) -> Config:
         "crops_dir": str(tmp / "crops"),
         "cache_dir": str(tmp / "cache"),
         "metrics": str(tmp / "metrics" / "detect.json"),
+        "details": str(tmp / "metrics" / "details" / "detect.json"),
         "crop": {**raw["detect"]["crop"], **crop},
         **detect_overrides,
     }
@@ -180,7 +182,7 @@ def test_outputs_follow_the_contract(project: Path, count_detect: list[int]) -> 
     assert list(two.face_index) == [0, 1] and two.score.is_monotonic_decreasing
     assert len(_crop_files(project)) == 4  # astronaut (shared by the copy), 2 faces, wide
 
-    metrics = json.loads((project / "metrics" / "detect.json").read_text())
+    metrics = json.loads((project / "metrics" / "details" / "detect.json").read_text())
     assert {k: metrics[k] for k in ("images", "with_face", "no_face", "multi_face", "errors")} == {
         "images": 6, "with_face": 4, "no_face": 1, "multi_face": 1, "errors": 1,
     }  # fmt: skip
@@ -198,6 +200,11 @@ def test_outputs_follow_the_contract(project: Path, count_detect: list[int]) -> 
     }
     # astronaut matches; the two made-up boxes on two_faces.png do not: tp 1, fp 2, fn 2.
     assert (loc["box"]["tp"], loc["box"]["fp"], loc["box"]["fn"]) == (1, 2, 2)
+    headline = json.loads((project / "metrics" / "detect.json").read_text())  # `dvc metrics show`
+    assert len(metric_columns(headline)) <= MAX_METRIC_KEYS
+    assert (headline["images"], headline["faces"], headline["image_f1"]) == (6, 5, 1.0)
+    assert headline["box_f1"] == loc["box"]["f1"]
+    assert headline["box_recall"] == loc["box"]["recall"]
     assert out["images"] == 6
 
 

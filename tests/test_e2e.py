@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fer.config import load_config
-from tests.kit import BIN, sh
+from tests.kit import BIN, metric_columns, sh
 
 pytestmark = pytest.mark.slow
 DVC = str(BIN / "dvc")
@@ -41,12 +41,32 @@ def test_fresh_clone_builds_every_output(built: Path) -> None:
         "models/alexnet/model.pt", "models/baseline/model.pt", "metrics/alexnet.json",
         "metrics/baseline.json", "metrics/detect.json", "metrics/validate.json",
         "plots/alexnet/confusion.csv", "plots/alexnet/history.csv",
+        "metrics/details/alexnet.json", "metrics/details/detect.json",
+        "metrics/details/validate.json", "reports/report.md", "reports/report.html",
     ]:  # fmt: skip
         assert (built / rel).exists(), rel
-    metrics = json.loads(sh(built, DVC, "metrics", "show", "--json").stdout)
-    text = json.dumps(metrics)
-    for key in ("accuracy", "macro_f1"):
-        assert key in text
+    shown = json.loads(sh(built, DVC, "metrics", "show", "--json").stdout)
+    files = shown[""]["data"]  # {"": {"data": {path: {"data": {...}}}}} for the workspace
+    columns = {path: metric_columns(doc["data"]) for path, doc in files.items()}
+    assert set(columns) == {
+        "metrics/alexnet.json", "metrics/baseline.json", "metrics/detect.json",
+        "metrics/validate.json",
+    }  # fmt: skip
+    for model in ("alexnet", "baseline"):
+        assert {"accuracy", "macro_f1", "true_label_accuracy"} <= columns[f"metrics/{model}.json"]
+    assert {"box_precision", "box_recall", "box_f1"} <= columns["metrics/detect.json"]
+    assert {"gate_passed", "auditor_accuracy", "mislabel_f1"} <= columns["metrics/validate.json"]
+    assert len(set().union(*columns.values())) <= 25, columns  # one readable table
+
+
+def test_report_after_the_pipeline_shows_every_model(built: Path) -> None:
+    sh(built, str(BIN / "fer"), "report")  # `make run` runs it after `dvc repro`
+    report = (built / "reports/report.md").read_text()
+    for model in ("alexnet", "baseline"):
+        accuracy = json.loads((built / f"metrics/{model}.json").read_text())["accuracy"]
+        assert re.search(rf"^\| {model} \| \d+ \| {accuracy:.3f} \|", report, re.M), report
+    assert "data:image/png;base64," in (built / "reports/report.html").read_text()
+    assert re.search(r"^\| alexnet \|.*\| \d+ \|$", report, re.M)  # its training time, in s
 
 
 def test_sandbox_models_never_answer_fer_predict_by_default(built: Path) -> None:
@@ -97,7 +117,8 @@ def test_lr_change_reruns_only_train_and_evaluate(built: Path) -> None:
     try:
         out = sh(built, DVC, "repro").stdout
         models = load_config(built / "params.yaml").train.models
-        expected = {f"{s}@{m}" for s in ("train", "evaluate") for m in models} | {"ingest"}
+        expected = {f"{s}@{m}" for s in ("train", "evaluate") for m in models}
+        expected |= {"ingest"}
         assert ran_stages(out) == expected, out
         diff = sh(built, DVC, "params", "diff", "--json").stdout
         assert "train.lr" in diff

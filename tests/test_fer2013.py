@@ -45,6 +45,7 @@ def _config(tmp: Path, **sections: dict):
         mode="precropped", workers=1, faces=str(tmp / "faces.parquet"),
         images=str(tmp / "detections.parquet"), crops_dir=str(tmp / "crops"),
         cache_dir=str(tmp / "cache"), metrics=str(tmp / "detect.json"),
+        details=str(tmp / "detect_details.json"),
     )  # fmt: skip
     raw["tracking"]["enabled"] = False
     for name, values in sections.items():

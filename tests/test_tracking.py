@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from fer import tracking
 from fer.config import TrackingConfig
 from fer.errors import TrackingError
+from tests.kit import MAX_METRIC_KEYS, metric_columns
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,7 +157,7 @@ def test_training_run_contents(
     summary = train(cfg, model="baseline", resume=False)
     metrics = evaluate(cfg, model="baseline")
     run_json = json.loads((tmp_path / "models/baseline/run.json").read_text())
-    facts = json.loads((tmp_path / "models/.fer_runs/baseline.json").read_text())
+    facts = json.loads((tmp_path / ".fer_runs/baseline.json").read_text())
     assert facts["mlflow_run_id"] == summary["mlflow_run_id"]
     assert cfg.truth is not None  # the test project's images are the sandbox's:
     assert facts["registered_version"] == "1" and facts["champion"] is False  # never aliased
@@ -172,6 +173,15 @@ def test_training_run_contents(
     assert run.data.metrics["best_val_macro_f1"] == pytest.approx(run_json["val_macro_f1"])
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
     assert "test_true_label_accuracy" in run.data.metrics
+    headline = json.loads((tmp_path / "metrics/baseline.json").read_text())  # dvc metrics show
+    details = json.loads((tmp_path / "metrics/details/baseline.json").read_text())
+    assert len(metric_columns(headline)) <= MAX_METRIC_KEYS
+    assert headline["accuracy"] == details["accuracy"] == metrics["accuracy"]
+    assert "train_seconds" not in headline and facts["seconds"] > 0  # times: run facts only
+    assert set(details["per_class"]) == {"positive", "negative", "neutral"}
+    assert run.data.metrics["test_per_class.neutral.recall"] == pytest.approx(
+        details["per_class"]["neutral"]["recall"]
+    )
     (dataset_input,) = run.inputs.dataset_inputs
     import hashlib
 
@@ -182,6 +192,12 @@ def test_training_run_contents(
     assert {"history.csv", "evaluation"} <= top
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/baseline.json" in evaluation
+    logged = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id,
+        artifact_path="evaluation/baseline.json",
+        dst_path=str(tmp_path / "dl"),
+    )
+    assert json.loads(Path(logged).read_text()) == details  # the details, per class and all
     plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "evaluation/plots")}
     assert {"confusion.png", "mistakes.png", "predictions.csv", "confusion.csv"} <= plots
     mv = client.get_model_version("fer-classifier", "1")  # registered, though not the champion

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fer.cli import main
-from tests.kit import TAXONOMY, FakeProject
+from tests.kit import MAX_METRIC_KEYS, TAXONOMY, FakeProject, metric_columns
 
 FOLDS_2 = {"validate": {"folds": 2}}
 
@@ -51,7 +51,7 @@ def test_gate_passes_and_every_output_is_written(passed) -> None:
     ):
         assert (val / name).is_file(), name
     assert "gate passed" in out
-    metrics = json.loads((root / "metrics/validate.json").read_text())
+    metrics = json.loads((root / "metrics/details/validate.json").read_text())
     assert metrics["gate_passed"] == 1 and metrics["failed_blocking"] == 0
     summary = json.loads((val / "summary.json").read_text())
     assert all(
@@ -103,7 +103,7 @@ def test_duplicates_and_label_issues(passed) -> None:
     probs = issues[["p_positive", "p_negative", "p_neutral"]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1.0, atol=2e-3)
     assert (issues["action"] == "exclude").all()
-    metrics = json.loads((root / "metrics/validate.json").read_text())
+    metrics = json.loads((root / "metrics/details/validate.json").read_text())
     auditor = metrics["auditor"]
     assert auditor["trusted"] is True and auditor["accuracy"] > auditor["majority"]
     assert 0.0 <= auditor["ece"] <= 1.0 and auditor["flagged"] == len(issues)
@@ -112,10 +112,18 @@ def test_duplicates_and_label_issues(passed) -> None:
     flipped = made.mislabeled_paths
     assert len(found & flipped) >= 0.8 * len(flipped), (found, flipped)
     assert len(found & flipped) >= 0.8 * len(found)
-    metrics = json.loads((root / "metrics/validate.json").read_text())
+    metrics = json.loads((root / "metrics/details/validate.json").read_text())
     assert metrics["mislabel"]["recall"] >= 0.8 and metrics["mislabel"]["precision"] >= 0.8
     assert metrics["no_face"]["recall"] == 1.0
     assert metrics["no_face_images_reaching_training"] == 0
+    headline = json.loads((root / "metrics/validate.json").read_text())  # `dvc metrics show`
+    assert len(metric_columns(headline)) <= MAX_METRIC_KEYS
+    assert headline["auditor_accuracy"] == metrics["auditor"]["accuracy"]
+    assert headline["mislabel_f1"] == metrics["mislabel"]["f1"]
+    assert headline["no_face_f1"] == metrics["no_face"]["f1"]
+    assert {k: headline[k] for k in ("gate_passed", "quarantined", "label_issues")} == {
+        k: metrics[k] for k in ("gate_passed", "quarantined", "label_issues")
+    }
 
 
 def test_blocking_failure_stops_with_summary_and_keeps_outputs(
@@ -133,7 +141,7 @@ def test_blocking_failure_stops_with_summary_and_keeps_outputs(
     q = pd.read_csv(tmp_path / "data/validation/quarantine.csv", keep_default_na=False)
     assert q.set_index("path").loc[faces["path"].iloc[4], "reason"] == "crop_missing"
     assert (tmp_path / "data/validation/report.html").is_file()
-    metrics = json.loads((tmp_path / "metrics/validate.json").read_text())
+    metrics = json.loads((tmp_path / "metrics/details/validate.json").read_text())
     assert metrics["gate_passed"] == 0 and metrics["failed_blocking"] == 1
     assert (tmp_path / "data/sandbox" / faces["path"].iloc[4]).is_file()  # nothing deleted
 
@@ -178,7 +186,7 @@ def test_weak_auditor_only_flags_and_the_cap_limits_exclusions(
     assert main(["validate"]) == 0
     out = capsys.readouterr().out
     issues = pd.read_csv(tmp_path / "data/validation/label_issues.csv", keep_default_na=False)
-    auditor = json.loads((tmp_path / "metrics/validate.json").read_text())["auditor"]
+    auditor = json.loads((tmp_path / "metrics/details/validate.json").read_text())["auditor"]
     assert len(issues) and set(issues["action"]) == {"flag"}
     assert auditor["trusted"] is False and auditor["action"] == "flag"
     assert "only flagged, not excluded: auditor accuracy" in out
@@ -188,7 +196,7 @@ def test_weak_auditor_only_flags_and_the_cap_limits_exclusions(
     assert main(["validate"]) == 0
     out = capsys.readouterr().out
     issues = pd.read_csv(tmp_path / "data/validation/label_issues.csv", keep_default_na=False)
-    auditor = json.loads((tmp_path / "metrics/validate.json").read_text())["auditor"]
+    auditor = json.loads((tmp_path / "metrics/details/validate.json").read_text())["auditor"]
     limit = int(0.02 * auditor["n"])
     assert (issues["action"] == "exclude").sum() == auditor["acted_on"] == limit
     assert auditor["capped"] == len(issues) - limit > 0

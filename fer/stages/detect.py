@@ -2,7 +2,8 @@
 
 Writes ``detect.images`` (one row per ok image, with its face count and status),
 ``detect.faces`` (one row per kept face) and crops under ``detect.crops_dir``; metrics to
-``detect.metrics``, with localization scores when ground truth is available.
+``detect.metrics`` (headline numbers: localization scores when ground truth is available) and
+``detect.details`` (every count).
 
 Incremental: detections are cached per (image content hash, detection settings hash), so a
 re-run only detects new images; the crops dir is kept consistent by the stage itself (wiped
@@ -28,6 +29,7 @@ from fer.faces.runner import resolve_workers, run_batches
 from fer.faces.worker import Result, Task, WorkerSpec
 from fer.io import contained, read_table, write_json, write_parquet
 from fer.progress import bar
+from fer.tracking import write_run_facts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,16 +82,17 @@ def run(cfg: Config) -> dict[str, Any]:
                "crops_removed": removed, "settings_hash": det_hash}  # fmt: skip
     if cfg.truth is not None and cfg.truth.is_file():
         metrics["localization"] = _localization(detections, results, cfg.truth, dcfg.iou_threshold)
-    write_json(dcfg.metrics, metrics)
+    seconds = time.perf_counter() - start
+    write_json(dcfg.details, metrics)
+    write_json(dcfg.metrics, headline(metrics))
     if "localization" in metrics:
         _log_mlflow(cfg, metrics, det_hash)
-    seconds = time.perf_counter() - start
-    summary = {
-        **metrics,
+    timing = {
         "seconds": round(seconds, 3),
         "images_per_s": round(len(detections) / seconds, 2) if seconds > 0 else 0.0,
-        "workers": workers,
     }
+    write_run_facts("detect", timing)  # wall time: never in an output (same bytes every run)
+    summary = {**metrics, **timing, "workers": workers}
     _print_summary(summary, dcfg.faces)
     return summary
 
@@ -368,6 +371,20 @@ def _localization(
     }
 
 
+def headline(details: dict[str, Any]) -> dict[str, Any]:
+    """``detect.metrics``: the few numbers `dvc metrics show` lists for this stage.
+
+    Images and faces, the localization scores where there is truth (face/no-face per image,
+    boxes at ``iou_threshold``); the rest stays in ``detect.details``.
+    """
+    out = {"images": details["images"], "faces": details["faces"]}
+    loc = details.get("localization")
+    if loc:
+        out["image_f1"] = loc["image"]["f1"]
+        out.update({f"box_{k}": loc["box"][k] for k in ("precision", "recall", "f1")})
+    return out
+
+
 def _log_mlflow(cfg: Config, metrics: dict[str, Any], det_hash: str) -> None:
     """Log the localization scores as one MLflow run (through fer.tracking)."""
     if not cfg.tracking.enabled:
@@ -384,7 +401,7 @@ def _log_mlflow(cfg: Config, metrics: dict[str, Any], det_hash: str) -> None:
     flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     for level in ("image", "box"):
         flat.update({f"{level}_{k}": v for k, v in loc[level].items()})
-    log_stage_run(cfg.tracking, "detect", params, flat, [Path(dcfg.metrics)])
+    log_stage_run(cfg.tracking, "detect", params, flat, [Path(dcfg.details)])  # all of metrics
 
 
 def _print_summary(s: dict[str, Any], faces_path: Path) -> None:

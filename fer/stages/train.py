@@ -45,7 +45,7 @@ the pipeline's outputs are the same bytes on every run (two clones give one dvc.
 RUN_FACTS = ("mlflow_run_id", "model_uri", "registered_version", "champion", "images_per_s",
              "seconds")  # fmt: skip
 """``run.json`` keys that differ on every run (ids, registry state, wall time): written to the
-untracked ``runs.json`` beside the output, never into ``models/<model>/``."""
+git-ignored ``.fer_runs/<model>.json`` (fer.tracking.RUN_FACTS_DIR), never into ``models/``."""
 ResumeMode = Literal["auto", "require", "never"]
 # Settings that may differ between a checkpoint and the run resuming it.
 _RESUME_IGNORES = {"epochs", "early_stopping_patience", "threads", "device"}
@@ -128,7 +128,7 @@ def run(
             summary.update(_register(mrun, cfg, name, paths, result))
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_json(paths.out / "run.json", {k: v for k, v in summary.items() if k not in RUN_FACTS})
-    write_json(tracking.run_facts_path(paths.out), {k: summary.get(k) for k in RUN_FACTS})
+    tracking.write_run_facts(name, {k: summary.get(k) for k in RUN_FACTS})
     _print_done(name, result, summary, paths.out)
     return summary
 

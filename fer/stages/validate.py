@@ -2,10 +2,11 @@
 
 Reads the manifest, detections and faces tables (docs/data-contracts.md) and writes, atomically,
 ``data/validation/{report.html, summary.json, quarantine.csv, label_issues.csv,
-duplicates.csv}`` and ``metrics/validate.json``, then logs a run to MLflow. When a blocking
-expectation fails the outputs are still written (the report says why), the one-screen summary
-is printed, and :class:`fer.errors.GateError` stops the pipeline (exit code 1). The expensive
-parts (duplicates, K-fold) are skipped when the gate has already failed.
+duplicates.csv}``, ``validate.details`` (every figure) and ``validate.metrics`` (the headline
+numbers), then logs a run to MLflow. When a blocking expectation fails the outputs are still
+written (the report says why), the one-screen summary is printed, and
+:class:`fer.errors.GateError` stops the pipeline (exit code 1). The expensive parts
+(duplicates, K-fold) are skipped when the gate has already failed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fer import CLASSES
 from fer import io as fio
 from fer.errors import GateError
 from fer.progress import bar
+from fer.tracking import write_run_facts
 from fer.validation import auditing
 
 if TYPE_CHECKING:
@@ -70,7 +72,7 @@ class Audit:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    """Validate the data; returns the metrics written to ``validate.metrics``.
+    """Validate the data; returns every figure (``validate.details``).
 
     Raises:
         InputError: an input table is missing or unreadable.
@@ -100,8 +102,10 @@ def run(cfg: Config) -> dict[str, Any]:
     metrics = _metrics(results, data, audit)
     report_path = _write_outputs(cfg, results, metrics, audit, facts)
     out = Path(cfg.validate_.out_dir)
-    timed = {**metrics, "seconds": round(time.perf_counter() - t0, 2)}  # MLflow only
-    _log(cfg, timed, [report_path, out / "summary.json", out / "label_issues.csv"])
+    timed = {**metrics, "seconds": round(time.perf_counter() - t0, 2)}  # wall time: MLflow
+    _log(cfg, timed, [report_path, out / "summary.json", out / "label_issues.csv",
+                      Path(cfg.validate_.details)])  # fmt: skip
+    write_run_facts("validate", {"seconds": timed["seconds"]})
     _finish(results, blocking, facts, report_path)
     return metrics
 
@@ -161,7 +165,7 @@ def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
 
 
 def _metrics(results: list, data: Inputs, audit: Audit) -> dict[str, Any]:
-    """``metrics/validate.json``: gate outcome, rates, counts and (sandbox) truth scores."""
+    """``validate.details``: gate outcome, rates, counts, auditor and (sandbox) truth scores."""
     from fer.validation import expectations
 
     blocking = expectations.blocking_failures(results)
@@ -205,8 +209,28 @@ def _write_outputs(
     fio.write_csv(audit.duplicates, out / "duplicates.csv")
     fio.write_json(out / "summary.json", summary)
     fio.write_text(report_path, html)
-    fio.write_json(cfg.validate_.metrics, metrics)
+    fio.write_json(cfg.validate_.details, metrics)
+    fio.write_json(cfg.validate_.metrics, headline(metrics))
     return report_path
+
+
+def headline(details: dict[str, Any]) -> dict[str, Any]:
+    """``validate.metrics``: the few numbers `dvc metrics show` lists for this stage.
+
+    The gate, what was kept out, the auditor's out-of-fold accuracy and, on the sandbox, how
+    well the mislabel and no-face flags match the truth; the rest stays in ``validate.details``.
+    """
+    keys = ("gate_passed", "images", "faces", "quarantined", "label_issues")
+    out = {k: details[k] for k in keys}
+    if "accuracy" in details.get("auditor", {}):
+        out["auditor_accuracy"] = details["auditor"]["accuracy"]
+    if "mislabel" in details:
+        out.update(
+            {f"mislabel_{k}": details["mislabel"][k] for k in ("precision", "recall", "f1")}
+        )
+    if "no_face" in details:
+        out["no_face_f1"] = details["no_face"]["f1"]
+    return out
 
 
 def _finish(results: list, blocking: list, facts: dict[str, Any], report_path: Path) -> None:
