@@ -414,3 +414,70 @@ def test_not_face_votes_are_quarantined_after_the_audit() -> None:
     assert notes == ["1 image(s) quarantined as ferplus_not_face (FER+ votes: NF)"]
     no_votes = manifest[["path", "id", "status"]]
     assert _quarantine_not_face(no_votes, earlier, []) is earlier
+
+
+# --- The auditor benchmark's scoring ----------------------------------------------------------
+
+
+def test_audit_scoring_on_known_errors() -> None:
+    from benchmarks.bench_ferplus_audit import score_flags, score_quarantine
+
+    given = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    truth = np.array([0, 1, 1, 0, 2, -1, 2, 1])  # errors: faces 1, 3, 6; face 5 has no truth
+    flagged = np.array([0, 1, 0, 1, 1, 1, 0, 0], dtype=bool)
+    score = np.array([0, 0.9, 0, 0.5, 0.8, 0.99, 0, 0])
+    r = score_flags(given, truth, flagged, score)
+    assert (r["n"], r["errors"], r["flagged"], r["true_flags"]) == (7, 3, 3, 2)
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
+    assert r["flagged_share"] == pytest.approx(3 / 7) and r["base_rate"] == pytest.approx(3 / 7)
+    # Down the scores: 0.9 (an error), 0.8 (not), 0.5 (an error); face 5 (0.99) is not scored.
+    np.testing.assert_allclose(r["curve"]["precision"], [1, 0.5, 2 / 3])
+    np.testing.assert_allclose(r["curve"]["recall"], [1 / 3, 1 / 3, 2 / 3])
+    assert r["curve"]["score"] == [0.9, 0.8, 0.5]
+    q = score_quarantine(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool))
+    assert (q["both"], q["precision"], q["recall"]) == (1, 0.5, 0.5)
+    with pytest.raises(ValueError, match="one entry per face"):
+        score_flags(given, truth[:3], flagged, score)
+
+
+def test_audit_benchmark_runs_on_a_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    from benchmarks.bench_ferplus_audit import main
+    from tests.kit import ROOT
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    happy = [2, 8, 0, 0, 0, 0, 0, 0, 0, 0]
+    sad = [2, 0, 0, 8, 0, 0, 0, 0, 0, 0]
+    rows = [  # path, usage, given label, votes
+        ("happy/a.png", "training", "positive", happy),
+        ("happy/b.png", "training", "positive", sad),  # a real error, flagged
+        ("heartbroken/c.png", "training", "negative", happy),  # a real error, missed
+        ("heartbroken/d.png", "training", "negative", sad),  # flagged wrongly
+        ("happy/e.png", "privatetest", "positive", sad),  # not audited: test split
+        ("happy/f.png", "training", "positive", [0] * 9 + [10]),  # no face; quarantined
+    ]
+    (tmp_path / "data/validation").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame(
+        [{"id": p, "path": p, "status": "ok", "usage": u, "label": lab, "ferplus_row": i,
+          **dict(zip(ferplus.VOTE_COLUMNS, v, strict=True))}
+         for i, (p, u, lab, v) in enumerate(rows)]
+    ).to_parquet(tmp_path / "data/manifest.parquet")  # fmt: skip
+    pd.DataFrame({"face_id": ["b", "d", "e"], "path": ["happy/b.png", "heartbroken/d.png",
+                  "happy/e.png"], "score": [0.9, 0.7, 0.95]}).to_csv(
+        tmp_path / "data/validation/label_issues.csv", index=False
+    )  # fmt: skip
+    pd.DataFrame({"path": ["happy/f.png"], "image_id": ["f"], "reason": ["no_face"]}).to_csv(
+        tmp_path / "data/validation/quarantine.csv", index=False
+    )
+    assert main(["--project", str(tmp_path), "--plot", "pr.png", "--out", "r.json"]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    a = result["auditor"]
+    assert (a["n"], a["errors"], a["flagged"], a["true_flags"]) == (4, 2, 2, 1)
+    assert result["quarantine"]["both"] == 1 and result["quarantine"]["precision"] == 1.0
+    assert cv2.imread(str(tmp_path / "pr.png")) is not None
+    assert "precision 0.500, recall 0.500" in capsys.readouterr().out
