@@ -326,10 +326,12 @@ def test_soft_loss_pulls_towards_the_vote_distribution() -> None:
 NO_TRACKING = {"enabled": False}
 
 
-def _voted_project(fake_project, root: Path, labels: str):
+def _voted_project(fake_project, root: Path, labels: str, tracking: bool = False):
     """The train scene, with a manifest whose votes say positive ↔ negative (FER+ overrules
     every such label), one tie and one face without votes among the training faces."""
-    params = {"train": {"epochs": 4, "labels": labels}, "tracking": NO_TRACKING}
+    params = {"train": {"epochs": 4, "labels": labels}}
+    if not tracking:
+        params["tracking"] = NO_TRACKING
     project = fake_project(root, "train", n_faces=60, params=params)
     splits = pd.read_parquet(root / "data/splits.parquet")
     rows = []
@@ -354,9 +356,17 @@ def test_train_on_votes_then_evaluate_against_both_truths(
 ) -> None:
     from fer.stages import evaluate, train
 
-    cfg, splits = _voted_project(fake_project, tmp_path, labels)
+    tracking = labels == "ferplus_majority"  # one case also checks what MLflow records
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg, splits = _voted_project(fake_project, tmp_path, labels, tracking=tracking)
     monkeypatch.chdir(tmp_path)
     summary = train.run(cfg, model="baseline")
+    if tracking:
+        from mlflow import MlflowClient
+
+        run = MlflowClient().get_run(summary["mlflow_run_id"])
+        assert run.data.tags["label_source"] == labels
+        assert run.data.params["train.labels"] == labels
     reasons = {s["face_id"]: s["reason"] for s in summary["skipped"]}
     first, second = splits["face_id"].iloc[0], splits["face_id"].iloc[1]
     assert reasons[second] == "ferplus_no_votes"
