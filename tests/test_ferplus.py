@@ -154,6 +154,9 @@ def test_votes_join_the_csv_by_row(tmp_path: Path, generated: Fer2013PlusData) -
     v = summary["votes"]
     assert (v["by"], v["images"], v["matched"], v["unmatched"]) == ("row", 30, 29, 1)
     assert (v["rows_without_votes"], v["usage_mismatch"]) == (1, 0)
+    assert v["duplicate_groups"] == {
+        "groups": 2, "images": 4, "identical_votes": 1, "different_votes": 1
+    }  # fmt: skip
     assert v["not_face"] == 2  # the row without a PNG (NF 10) and the NF-majority row
     table = _table(tmp_path / "raw").set_index(ferplus.ROW_COLUMN)
     assert list(table.loc[TIE, list(ferplus.VOTE_COLUMNS)]) == generated.votes[TIE]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fer.data.ferplus import pixel_key
 from fer.data.importers import (
     FER2013_USAGE_PATTERN,
     BadRow,
@@ -50,6 +51,7 @@ class Imported:
     row: int
     usage: str
     data: bytes
+    key: bytes = b""  # CSV rows: identity of the pixels (duplicate groups)
 
 
 def run(
@@ -210,7 +212,7 @@ def _import_fer2013(path: Path, out: Path, folders: tuple[str, ...]) -> dict[str
                 write_bytes(target, data)
             written[image.expression] += 1
             usages[image.usage] += 1
-            images.append(Imported(image.relpath, row, usage, b""))
+            images.append(Imported(image.relpath, row, usage, b"", pixel_key(image.pixels)))
     if not written and not bad:
         raise InputError(f"{path}: no data rows")
     summary = {
@@ -340,7 +342,13 @@ def _match_by_row(
         if vote.usage.lower() != img.usage.lower():
             usage_mismatch += 1
         matches.append((img.row, "row", 0.0))
-    return matches, {"by": "row", "rows_without_votes": missing, "usage_mismatch": usage_mismatch}
+    from fer.data.ferplus import duplicate_vote_groups
+
+    voted = [(img.key, by_row[m[0]].votes) for img, m in zip(images, matches, strict=True)
+             if m[0] >= 0]  # fmt: skip
+    dup = duplicate_vote_groups([k for k, _ in voted], [v for _, v in voted])
+    return matches, {"by": "row", "rows_without_votes": missing, "usage_mismatch": usage_mismatch,
+                     "duplicate_groups": dup}  # fmt: skip
 
 
 def _match_by_pixels(
@@ -409,9 +417,11 @@ def _print_votes(r: dict[str, Any]) -> None:
         f"{r['unmatched']} without votes (kept) → {r['table']}"
     )
     if r["by"] == "row":
+        d = r["duplicate_groups"]
         print(
             f"    rows without a FER+ row: {r['rows_without_votes']}, Usage differing: "
-            f"{r['usage_mismatch']}"
+            f"{r['usage_mismatch']}; pixel-identical rows: {d['groups']} groups "
+            f"({d['identical_votes']} with identical votes, {d['different_votes']} differing)"
         )
     else:
         print(
