@@ -82,6 +82,8 @@ def run(
     if format != "fer2013":
         raise InputError(f"unknown import format {format!r} (supported: fer2013)")
     folders = fer2013_folders(cfg.import_.fer2013, Taxonomy(cfg.taxonomy))
+    if not match_threshold > 0:
+        raise InputError(f"--match-threshold {match_threshold}: must be a positive grey level")
     vote_rows = _read_votes(Path(votes)) if votes is not None else None
     if vote_rows is not None and Path(csv).is_dir() and ferplus_images is None:
         raise InputError(
