@@ -363,9 +363,12 @@ def _match_by_pixels(
     rows, pixels = _ferplus_pixels(ferplus_dir, vote_rows)
     index = ferplus.PixelIndex(pixels)
     usages = [r.usage for r in rows]
-    decoded = [ferplus.grey48(img.data) for img in images]
+    decoded = [ferplus.grey48(img.data) for img in bar(images, unit="img", desc="decode")]
     ok = [i for i, g in enumerate(decoded) if g is not None]
-    found = index.match(np.array([decoded[i] for i in ok]).reshape(-1, 48, 48), accept=accept)
+    queries = np.array([decoded[i] for i in ok]).reshape(-1, 48, 48)
+    found: list[ferplus.Match] = []
+    for start in bar(range(0, len(queries), 1024), unit="batch", desc="match pixels"):
+        found.extend(index.match(queries[start : start + 1024], accept=accept))
     matches: list[tuple[int, str, float]] = [(-1, "none", float("nan"))] * len(images)
     for i, m in zip(ok, found, strict=True):
         if m.index >= 0:
