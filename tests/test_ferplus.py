@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from fer import FER2013_EMOTIONS
-from fer.data import ferplus
+from fer.data import ferplus, ferplus_join
 from fer.labels import Taxonomy
 from tests.test_fer2013 import _config
 
@@ -211,7 +211,7 @@ def test_votes_join_image_folders_by_pixels(
 def test_pixel_index_exact_then_nearest() -> None:
     rng = np.random.default_rng(1)
     faces = np.stack([_face(rng) for _ in range(20)])
-    index = ferplus.PixelIndex(faces)
+    index = ferplus_join.PixelIndex(faces)
     jpeg = cv2.imdecode(cv2.imencode(".jpg", faces[4])[1], cv2.IMREAD_GRAYSCALE)
     other = _face(rng)
     exact, near, none = index.match(np.stack([faces[3], jpeg, other]))

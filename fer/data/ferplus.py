@@ -3,8 +3,8 @@
 Microsoft's FER+ gives each FER2013 row 10 crowd votes over ``neutral, happiness, surprise,
 sadness, anger, disgust, fear, contempt, unknown, NF`` (NF: not a face), one CSV row per
 ``fer2013.csv`` row in the same order. Votes join a FER2013 CSV by row; Kaggle's image folders
-have no row order, so they join by pixels (:class:`PixelIndex`) against FER+'s own PNGs, which
-carry each row's original pixels.
+have no row order, so they join by pixels against FER+'s own PNGs, which carry each row's
+original pixels (:mod:`fer.data.ferplus_join`).
 
 Labels from votes: each FER+ emotion is an expression folder (the FER2013 emotion's
 ``import.fer2013`` folder; contempt its own ``import.ferplus_contempt``), its votes count for
@@ -14,12 +14,11 @@ that folder's class in the taxonomy; ``unknown`` and ``NF`` votes count for no c
 - soft: the class votes divided by their sum (a distribution over the 3 classes);
 - not a face: ``NF`` has more votes than every other column.
 
-Pure: arrays and rows in, arrays and rows out (the import and ingest stages read and write).
+Pure: arrays and rows in, arrays and rows out (the stages read and write).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -184,153 +183,6 @@ def top_folder_in(votes: np.ndarray, folders: Sequence[str], chosen: Iterable[st
     hit = [names.index(n) for n in names if n in chosen]
     top = per_folder.max(axis=1)
     return (per_folder[:, hit].max(axis=1) >= top) & (top > 0)
-
-
-def duplicate_vote_groups(keys: Sequence[bytes], votes: Sequence[Sequence[int]]) -> dict[str, int]:
-    """Groups of equal ``keys`` (pixel-identical images): how many, and whether their votes
-    agree (``identical_votes``) or not (``different_votes``)."""
-    groups: dict[bytes, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
-    multi = [g for g in groups.values() if len(g) > 1]
-    same = sum(len({tuple(votes[i]) for i in g}) == 1 for g in multi)
-    return {
-        "groups": len(multi),
-        "images": sum(len(g) for g in multi),
-        "identical_votes": same,
-        "different_votes": len(multi) - same,
-    }
-
-
-# --- The join by pixels ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Match:
-    """Where an image's pixels were found: an index into :class:`PixelIndex` (-1: none).
-
-    ``how`` is ``exact`` (identical bytes), ``nearest`` (within the threshold) or ``none``;
-    ``distance`` the mean absolute grey difference to the match (or to the nearest image, when
-    none matched); ``runner_up`` the distance to the nearest image whose pixels differ from it.
-    """
-
-    index: int
-    how: str
-    distance: float
-    runner_up: float
-
-
-def pixel_key(grey: np.ndarray) -> bytes:
-    """Identity of exact 48x48 grey pixels (a digest, so keys stay small)."""
-    return hashlib.blake2b(
-        np.ascontiguousarray(grey, dtype=np.uint8).tobytes(), digest_size=16
-    ).digest()
-
-
-def coarse(images: np.ndarray, block: int = 8) -> np.ndarray:
-    """``(N, (48/block)^2)`` float32 block means: a compact key robust to JPEG noise."""
-    images = np.asarray(images, dtype=np.float32).reshape(-1, SIZE, SIZE)
-    n, cells = len(images), SIZE // block
-    return images.reshape(n, cells, block, cells, block).mean(axis=(2, 4)).reshape(n, -1)
-
-
-class PixelIndex:
-    """FER+ rows' 48x48 grey pixels, searchable by exact bytes then by nearest pixels.
-
-    Nearest search: the ``candidates`` images whose 6x6 block means are closest (one matrix
-    product per batch of queries), then the full mean absolute difference to each. A JPEG
-    re-encoding of the same face stays within ~2 grey levels; another face is far away (FER2013:
-    >= 7), so ``accept`` (default 4) separates them with margin on both sides.
-    """
-
-    def __init__(self, images: np.ndarray, *, candidates: int = 8) -> None:
-        self.images = np.asarray(images, dtype=np.uint8).reshape(-1, SIZE, SIZE)
-        self.candidates = max(1, min(candidates, len(self.images)))
-        self.keys = [pixel_key(g) for g in self.images]
-        self.exact: dict[bytes, list[int]] = {}
-        for i, key in enumerate(self.keys):
-            self.exact.setdefault(key, []).append(i)
-        self._coarse = coarse(self.images)
-        self._norms = (self._coarse**2).sum(axis=1)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def group(self, index: int) -> list[int]:
-        """Every index whose pixels equal ``index``'s (itself included, ascending)."""
-        return self.exact[self.keys[index]]
-
-    def match(self, queries: np.ndarray, *, accept: float = 4.0, batch: int = 512) -> list[Match]:
-        """The match of each ``(48, 48)`` uint8 query (see :class:`Match`)."""
-        queries = np.asarray(queries, dtype=np.uint8).reshape(-1, SIZE, SIZE)
-        out: list[Match] = []
-        for start in range(0, len(queries), batch):
-            chunk = queries[start : start + batch]
-            near = self._nearest_candidates(chunk)
-            out.extend(self._best(q, cand, accept) for q, cand in zip(chunk, near, strict=True))
-        return out
-
-    def _nearest_candidates(self, chunk: np.ndarray) -> np.ndarray:
-        if len(self.images) == 0:
-            return np.zeros((len(chunk), 0), dtype=np.int64)
-        q = coarse(chunk)
-        d2 = (q**2).sum(axis=1)[:, None] + self._norms[None, :] - 2.0 * q @ self._coarse.T
-        k = self.candidates
-        if k >= d2.shape[1]:
-            return np.argsort(d2, axis=1)
-        return np.argpartition(d2, k - 1, axis=1)[:, :k]
-
-    def _best(self, query: np.ndarray, cand: np.ndarray, accept: float) -> Match:
-        hit = self.exact.get(pixel_key(query))
-        q = query.astype(np.int16)
-        if len(cand) == 0 and hit is None:
-            return Match(-1, "none", float("inf"), float("inf"))
-        if hit is not None:
-            cand = np.union1d(cand, hit[:1])
-        dist = np.abs(self.images[cand].astype(np.int16) - q).mean(axis=(1, 2))
-        order = np.argsort(dist, kind="stable")
-        best = int(cand[order[0]])
-        best_key = self.keys[best]
-        others = [float(dist[o]) for o in order if self.keys[int(cand[o])] != best_key]
-        runner_up = others[0] if others else float("inf")
-        distance = float(dist[order[0]])
-        if hit is not None:
-            return Match(best, "exact", 0.0, runner_up)
-        if distance <= accept:
-            return Match(best, "nearest", distance, runner_up)
-        return Match(-1, "none", distance, runner_up)
-
-
-def pick_in_group(group: Sequence[int], usages: Sequence[str], usage: str) -> int:
-    """The row among pixel-identical rows for an image of ``usage``: the first with that
-    Usage, else the first (deterministic; :func:`duplicate_vote_groups` says if votes differ)."""
-    for i in group:
-        if usages[i].lower() == usage.lower():
-            return i
-    return group[0]
-
-
-def grey48(data: bytes) -> np.ndarray | None:
-    """Encoded image bytes → ``(48, 48)`` uint8 grey, or None when undecodable or not 48x48."""
-    import cv2
-
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if arr is None or arr.shape != (SIZE, SIZE):
-        return None
-    return arr
-
-
-def distance_summary(values: Sequence[float]) -> dict[str, float]:
-    """Min, median, 99th percentile and max of finite distances (empty: {})."""
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
-    if v.size == 0:
-        return {}
-    return {
-        "min": round(float(v.min()), 3),
-        "median": round(float(np.median(v)), 3),
-        "p99": round(float(np.percentile(v, 99)), 3),
-        "max": round(float(v.max()), 3),
-    }
 
 
 # --- The votes table and the manifest -------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fer.data.ferplus import pixel_key
+from fer.data.ferplus_join import pixel_key
 from fer.data.importers import (
     FER2013_USAGE_PATTERN,
     BadRow,
@@ -287,14 +287,20 @@ def _join_votes(
     folders), write ``out/.ferplus_votes.csv``, print and return what happened."""
     import pandas as pd
 
-    from fer.data import ferplus
+    from fer.data import ferplus, ferplus_join
+    from fer.data.ferplus_join import match_by_pixels, match_by_row, vote_counts
     from fer.io import write_csv
 
     by_row = {v.row: v for v in vote_rows}
+    usages = [img.usage for img in images]
     if images and images[0].row >= 0:
-        matches, report = _match_by_row(images, by_row)
+        rows = [img.row for img in images]
+        matches, report = match_by_row(rows, usages, [img.key for img in images], by_row)
     else:
-        matches, report = _match_by_pixels(images, vote_rows, ferplus_images, accept)
+        assert ferplus_images is not None  # checked by run()
+        ferplus_rows, pixels = _ferplus_pixels(ferplus_images, vote_rows)
+        greys = [ferplus_join.grey48(img.data) for img in bar(images, unit="img", desc="decode")]
+        matches, report = match_by_pixels(greys, usages, ferplus_rows, pixels, accept=accept)
     table = pd.DataFrame(
         [
             {"path": img.relpath, ferplus.ROW_COLUMN: row, "match": how,
@@ -307,95 +313,20 @@ def _join_votes(
     )  # fmt: skip
     write_csv(table, out / ferplus.VOTES_FILE)
     matched = [m for m in matches if m[0] >= 0]
-    votes = [by_row[m[0]].votes for m in matched]
-    per_class_ties = sum(1 for v in votes if _tied(v))
     report.update(
         table=str(out / ferplus.VOTES_FILE),
         images=len(images),
         matched=len(matched),
         unmatched=len(images) - len(matched),
-        not_face=int(ferplus.not_face(np.array(votes)).sum()) if votes else 0,
-        emotion_ties=per_class_ties,
+        **vote_counts([by_row[m[0]].votes for m in matched]),
     )
     _print_votes(report)
     return report
 
 
-def _tied(votes: tuple[int, ...]) -> bool:
-    """A tie for the most votes among FER+'s 8 emotions (a class-level tie is counted later,
-    by train and evaluate, under the taxonomy in use)."""
-    emotions = votes[: len(votes) - 2]
-    top = max(emotions)
-    return top > 0 and emotions.count(top) > 1
-
-
-def _match_by_row(
-    images: list[Imported], by_row: dict[int, Any]
-) -> tuple[list[tuple[int, str, float]], dict[str, Any]]:
-    """CSV rows: row i of fer2013.csv is row i of fer2013new.csv (Usage checked)."""
-    matches: list[tuple[int, str, float]] = []
-    missing = usage_mismatch = 0
-    for img in images:
-        vote = by_row.get(img.row)
-        if vote is None:
-            missing += 1
-            matches.append((-1, "none", float("nan")))
-            continue
-        if vote.usage.lower() != img.usage.lower():
-            usage_mismatch += 1
-        matches.append((img.row, "row", 0.0))
-    from fer.data.ferplus import duplicate_vote_groups
-
-    voted = [(img.key, by_row[m[0]].votes) for img, m in zip(images, matches, strict=True)
-             if m[0] >= 0]  # fmt: skip
-    dup = duplicate_vote_groups([k for k, _ in voted], [v for _, v in voted])
-    return matches, {"by": "row", "rows_without_votes": missing, "usage_mismatch": usage_mismatch,
-                     "duplicate_groups": dup}  # fmt: skip
-
-
-def _match_by_pixels(
-    images: list[Imported], vote_rows: list[Any], ferplus_dir: Path | None, accept: float
-) -> tuple[list[tuple[int, str, float]], dict[str, Any]]:
-    """Image folders: each image's pixels looked up among the FER+ rows' PNGs."""
-    from fer.data import ferplus
-
-    assert ferplus_dir is not None  # checked by run()
-    rows, pixels = _ferplus_pixels(ferplus_dir, vote_rows)
-    index = ferplus.PixelIndex(pixels)
-    usages = [r.usage for r in rows]
-    decoded = [ferplus.grey48(img.data) for img in bar(images, unit="img", desc="decode")]
-    ok = [i for i, g in enumerate(decoded) if g is not None]
-    queries = np.array([decoded[i] for i in ok]).reshape(-1, 48, 48)
-    found: list[ferplus.Match] = []
-    for start in bar(range(0, len(queries), 1024), unit="batch", desc="match pixels"):
-        found.extend(index.match(queries[start : start + 1024], accept=accept))
-    matches: list[tuple[int, str, float]] = [(-1, "none", float("nan"))] * len(images)
-    for i, m in zip(ok, found, strict=True):
-        if m.index >= 0:
-            pick = ferplus.pick_in_group(index.group(m.index), usages, images[i].usage)
-            matches[i] = (rows[pick].row, m.how, m.distance)
-    accepted = [m for m in found if m.index >= 0]
-    rejected = [m for m in found if m.index < 0]
-    dup = ferplus.duplicate_vote_groups(index.keys, [r.votes for r in rows])
-    used = [m[0] for m in matches if m[0] >= 0]
-    return matches, {
-        "by": "pixels",
-        "threshold": accept,
-        "ferplus_images": len(rows),
-        "not_48x48_grey": len(images) - len(ok),
-        "exact": sum(m.how == "exact" for m in accepted),
-        "nearest": sum(m.how == "nearest" for m in accepted),
-        "distance_matched": ferplus.distance_summary([m.distance for m in accepted]),
-        "distance_runner_up": ferplus.distance_summary([m.runner_up for m in accepted]),
-        "distance_unmatched": ferplus.distance_summary([m.distance for m in rejected]),
-        "ferplus_duplicate_groups": dup,
-        "rows_matched_twice": len(used) - len(set(used)),
-    }
-
-
 def _ferplus_pixels(folder: Path, vote_rows: list[Any]) -> tuple[list[Any], np.ndarray]:
     """The vote rows that have a FER+ PNG under ``folder`` (by Image name), and its pixels."""
-    from fer.data import ferplus
+    from fer.data import ferplus_join
 
     if not folder.is_dir():
         raise InputError(f"{folder}: FER+ image folder not found (--ferplus-images)")
@@ -408,7 +339,7 @@ def _ferplus_pixels(folder: Path, vote_rows: list[Any]) -> tuple[list[Any], np.n
     pixels = np.zeros((len(rows), 48, 48), dtype=np.uint8)
     keep = np.ones(len(rows), dtype=bool)
     for i, r in enumerate(bar(rows, unit="img", desc="read FER+ PNGs")):
-        grey = ferplus.grey48(files[r.image].read_bytes())
+        grey = ferplus_join.grey48(files[r.image].read_bytes())
         if grey is None:
             keep[i] = False
         else:
