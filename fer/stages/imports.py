@@ -96,8 +96,9 @@ def run(
         summary = _import_fer2013(Path(csv), Path(out), folders)
     _print_summary(Path(csv), summary, show_settings=not use)
     if vote_rows is not None:
+        by_pixels = ferplus_images if Path(csv).is_dir() else None  # the CSV joins by row
         summary["votes"] = _join_votes(
-            summary.pop("images"), vote_rows, Path(out), ferplus_images=ferplus_images,
+            summary.pop("images"), vote_rows, Path(out), ferplus_images=by_pixels,
             accept=match_threshold,
         )  # fmt: skip
     summary.pop("images", None)
@@ -283,8 +284,8 @@ def _join_votes(
     ferplus_images: Path | None,
     accept: float,
 ) -> dict[str, Any]:
-    """Give each imported image its FER+ row (by row, or by pixels when it came from image
-    folders), write ``out/.ferplus_votes.csv``, print and return what happened."""
+    """Give each imported image its FER+ row (by row; by pixels when ``ferplus_images`` is
+    given, for image folders), write ``out/.ferplus_votes.csv``, print and return the report."""
     import pandas as pd
 
     from fer.data import ferplus, ferplus_join
@@ -293,11 +294,10 @@ def _join_votes(
 
     by_row = {v.row: v for v in vote_rows}
     usages = [img.usage for img in images]
-    if images and images[0].row >= 0:
+    if ferplus_images is None:  # the CSV (run() requires FER+'s images for folders)
         rows = [img.row for img in images]
         matches, report = match_by_row(rows, usages, [img.key for img in images], by_row)
     else:
-        assert ferplus_images is not None  # checked by run()
         ferplus_rows, pixels = _ferplus_pixels(ferplus_images, vote_rows)
         greys = [ferplus_join.grey48(img.data) for img in bar(images, unit="img", desc="decode")]
         matches, report = match_by_pixels(greys, usages, ferplus_rows, pixels, accept=accept)
