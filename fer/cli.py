@@ -66,6 +66,18 @@ def _data_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--use", action="store_true",
         help="also point params.yaml at it with the FER2013 settings (comments kept)",
     )  # fmt: skip
+    p.add_argument(
+        "--votes", type=Path, metavar="FERPLUS_CSV",
+        help="FER+ crowd votes (fer2013new.csv): joined by row (CSV) or by pixels (folders)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ferplus-images", type=Path, metavar="FERPLUS_DIR",
+        help="FER+'s PNGs (fer*.png, any sub-folders): each row's pixels, for image folders",
+    )  # fmt: skip
+    p.add_argument(
+        "--match-threshold", type=float, default=4.0, metavar="GREY_LEVELS",
+        help="largest mean absolute grey difference accepted as the same image (default 4)",
+    )  # fmt: skip
 
     sub.add_parser("ingest", parents=[common], help="scan the raw tree into the manifest")
     sub.add_parser("detect", parents=[common], help="find and crop faces")
@@ -169,7 +181,11 @@ def _service_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 # command -> (module, function, names of parsed args passed as keyword arguments)
 _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "sample": ("fer.stages.sample", "run", ("out", "truth", "n", "seed", "noise", "workers")),
-    "import": ("fer.stages.imports", "run", ("format", "csv", "out", "use", "params")),
+    "import": (
+        "fer.stages.imports",
+        "run",
+        ("format", "csv", "out", "use", "params", "votes", "ferplus_images", "match_threshold"),
+    ),
     "ingest": ("fer.stages.ingest", "run", ()),
     "detect": ("fer.stages.detect", "run", ()),
     "validate": ("fer.stages.validate", "run", ()),

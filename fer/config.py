@@ -172,6 +172,8 @@ class ImportConfig(Section):
             "neutral": "neutral",
         }
     )
+    ferplus_contempt: str = "distaste"
+    """FER+'s eighth emotion (not in FER2013): the expression folder its votes count for."""
 
 
 class CropConfig(Section):
@@ -328,6 +330,9 @@ class TrainConfig(Section):
     early_stopping_patience: Annotated[int, Field(ge=0, description="0 disables")] = 10
     class_balance: Literal["none", "weights", "sampler"] = "weights"
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    labels: Literal["given", "ferplus_majority", "ferplus_soft"] = "given"
+    """What to train on: the split's labels, or FER+'s crowd votes (majority class, or the
+    vote distribution over the classes as soft targets); FER+ needs votes in the manifest."""
     tta_flip: bool = False
     augment: bool = True
     flip: bool = True

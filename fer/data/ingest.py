@@ -268,17 +268,22 @@ def mark_duplicates(rows: list[dict[str, Any]]) -> None:
             first[row["id"]] = row["path"]
 
 
-def to_frame(rows: list[dict[str, Any]]) -> Any:
-    """The manifest as a pandas DataFrame: contract columns and dtypes, sorted by path."""
+def to_frame(rows: list[dict[str, Any]], int_columns: tuple[str, ...] = ()) -> Any:
+    """The manifest as a pandas DataFrame: contract columns and dtypes, sorted by path.
+
+    ``int_columns``: extra integer columns the rows carry (FER+'s ``ferplus_row``,
+    ``votes_*``), appended after the contract's.
+    """
     import pandas as pd
 
     ordered = sorted(rows, key=lambda r: r["path"])
+    ints = (*_INT_COLUMNS, *int_columns)
     data = {
         col: pd.array(
-            [r.get(col, 0 if col in _INT_COLUMNS else "") for r in ordered],
-            dtype="int64" if col in _INT_COLUMNS else "str",
+            [r.get(col, 0 if col in ints else "") for r in ordered],
+            dtype="int64" if col in ints else "str",
         )
-        for col in MANIFEST_COLUMNS
+        for col in (*MANIFEST_COLUMNS, *int_columns)
     }
     return pd.DataFrame(data)
 

@@ -233,7 +233,8 @@ def batches(
     ``images`` is a uint8 array, or a uint8 tensor already on ``device`` (see
     :func:`to_device_if_fits`), gathered there. ``shuffle`` permutes with ``gen``;
     ``sample_weights`` instead draws ``len(labels)`` indices with replacement (balanced
-    sampling). The last partial batch is kept (small datasets).
+    sampling). The last partial batch is kept (small datasets). ``labels`` is one class index
+    per row, or ``(N, classes)`` soft targets (then ``y`` is a float batch of distributions).
     """
     import torch
 
@@ -248,7 +249,9 @@ def batches(
     resident = isinstance(images, torch.Tensor)
     if resident:
         order = order.to(images.device)
-    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(device)
+    labels = np.asarray(labels)
+    y_type = torch.float32 if labels.ndim == 2 else torch.long
+    y_all = torch.as_tensor(labels, dtype=y_type).to(device)
     aug = None
     if augment is not None and augment.active and gen is not None:
         spec = augment

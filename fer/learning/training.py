@@ -32,7 +32,12 @@ EpochCallback = Callable[[dict[str, Any], dict[str, Any]], None]
 
 @dataclass
 class FitData:
-    """uint8 crops ``(N, H, W, 3)`` and int labels for the train and validation splits."""
+    """uint8 crops ``(N, H, W, 3)`` and int labels for the train and validation splits.
+
+    ``train_targets`` (optional, ``(N, classes)`` rows summing to 1): soft labels, e.g. FER+'s
+    vote distributions; the loss then compares with them, while ``train_y`` (their hard labels)
+    still drives class weights, balanced sampling and training accuracy.
+    """
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -40,6 +45,14 @@ class FitData:
     val_y: np.ndarray
     input_spec: InputSpec = field(default_factory=InputSpec)
     num_classes: int = 3
+    train_targets: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        t = self.train_targets
+        if t is not None and (t.shape != (len(self.train_y), self.num_classes)):
+            raise ValueError(
+                f"train_targets must be (n_train, {self.num_classes}), got {tuple(t.shape)}"
+            )
 
 
 @dataclass
@@ -99,7 +112,8 @@ def train_one_epoch(
             seen += n
             step += 1
             loss_sum = loss_sum + loss.detach() * n
-            correct = correct + (logits.detach().argmax(1) == y).sum()
+            hard = y.argmax(1) if y.ndim == 2 else y  # soft targets: their most likely class
+            correct = correct + (logits.detach().argmax(1) == hard).sum()
             pbar.update(n)
             if step % _POSTFIX_EVERY == 0:
                 elapsed = time.perf_counter() - start
@@ -327,14 +341,31 @@ def _as_is(
     return FitResult([record], best, 0, max(ev["macro_f1"], 0.0), stopped_early=False)
 
 
+def make_loss(
+    cfg: TrainConfig, train_y: np.ndarray, num_classes: int, device: str = "cpu"
+) -> nn.Module:
+    """Cross-entropy with ``train.class_balance: weights`` and ``train.label_smoothing``.
+
+    The same loss takes hard labels (int class per row) and soft targets (a distribution per
+    row, e.g. FER+ votes): ``-sum_c w_c t_c log p_c``, averaged over the batch, where smoothing
+    mixes ``t`` with the uniform distribution first. For one-hot targets it equals the hard
+    loss, weights included (torch's soft-target cross-entropy divides by the batch size, not by
+    the summed weights: the two differ by a constant factor per batch under class weights).
+    """
+    import torch
+
+    weight = None
+    if cfg.class_balance == "weights":
+        cw = class_weights(train_y, num_classes)
+        weight = torch.as_tensor(cw, dtype=torch.float32).to(device)
+    return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+
+
 def _set_up(model: nn.Module, data: FitData, cfg: TrainConfig, device: str) -> _Setup:
     import torch
 
-    weight = sample_weights = None
-    if cfg.class_balance == "weights":
-        cw = class_weights(data.train_y, data.num_classes)
-        weight = torch.as_tensor(cw, dtype=torch.float32).to(device)
-    elif cfg.class_balance == "sampler":
+    sample_weights = None
+    if cfg.class_balance == "sampler":
         sample_weights = class_weights(data.train_y, data.num_classes)[np.asarray(data.train_y)]
     augment = (
         AugmentSpec(cfg.flip, cfg.rotation_deg, cfg.crop_jitter, cfg.color_jitter)
@@ -346,7 +377,7 @@ def _set_up(model: nn.Module, data: FitData, cfg: TrainConfig, device: str) -> _
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, cfg),
         gen=torch.Generator().manual_seed(cfg.seed),
-        loss_fn=torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing),
+        loss_fn=make_loss(cfg, data.train_y, data.num_classes, device),
         sample_weights=sample_weights,
         augment=augment,
     )
@@ -385,8 +416,9 @@ def _run_epoch(
 ) -> dict[str, Any]:
     """Train one epoch, step the schedule, evaluate on validation; the ``history`` row."""
     lr = setup.optimizer.param_groups[0]["lr"]
+    targets = data.train_targets if data.train_targets is not None else data.train_y
     loader = batches(
-        train_x, data.train_y, batch_size=cfg.batch_size, input_spec=data.input_spec,
+        train_x, targets, batch_size=cfg.batch_size, input_spec=data.input_spec,
         device=device, gen=setup.gen, shuffle=True, sample_weights=setup.sample_weights,
         augment=setup.augment,
     )  # fmt: skip

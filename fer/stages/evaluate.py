@@ -70,6 +70,9 @@ def run(cfg: Config, *, model: str | None = None) -> dict[str, Any]:
         "classes": list(CLASSES),
         "confusion": report["confusion"],
     }
+    ferplus = ferplus_scores(cfg, test)
+    if ferplus:
+        metrics["ferplus"] = ferplus
     plots = Path(cfg.evaluate.plots_dir) / name
     _write_plots(plots, name, test, truth, report, cfg.evaluate.gallery_size)
     metrics_path = Path(cfg.evaluate.metrics_dir) / f"{name}.json"
@@ -218,6 +221,51 @@ def by_expression(test: TestPredictions, without: list[str]) -> dict[str, Any]:
     return out
 
 
+def ferplus_scores(cfg: Config, test: TestPredictions) -> dict[str, Any]:
+    """The test split scored against FER+'s majority (when the manifest has votes): ``n``,
+    ``accuracy``, ``macro_f1``, ``recall`` per class, ``confusion`` (rows actual), plus ``n_``,
+    ``accuracy_`` and ``macro_f1_without``, leaving out the faces whose most-voted folder is in
+    ``evaluate.without``. Faces with tied or no class votes are not scored (``ties``)."""
+    from fer.data import ferplus
+    from fer.labels import Taxonomy
+    from fer.learning.evaluation import classification_report
+    from fer.learning.splits import ferplus_class_votes, ferplus_votes
+
+    try:
+        votes = ferplus_votes(cfg, test.table)
+    except InputError as exc:  # the second truth is optional: say why it is missing
+        print(f"evaluate: warning: no FER+ scores ({exc})")
+        return {}
+    if votes is None:
+        return {}
+    per_class = ferplus_class_votes(cfg, votes)
+    label = ferplus.majority(per_class)
+    keep = label >= 0
+    report = classification_report(label[keep], test.pred[keep], CLASSES)
+    out: dict[str, Any] = {
+        "n": report["n"],
+        "ties": int(ferplus.is_tie(per_class).sum()),
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "recall": {c: v["recall"] for c, v in report["per_class"].items()},
+        "confusion": report["confusion"],
+        "agreement": float((label[keep] == test.y[keep]).mean()) if keep.any() else 0.0,
+    }
+    if cfg.evaluate.without:
+        taxonomy = Taxonomy(cfg.taxonomy)
+        folders = ferplus.emotion_folders(
+            cfg.import_.fer2013, cfg.import_.ferplus_contempt, taxonomy
+        )
+        rest = keep & ~ferplus.top_folder_in(votes, folders, cfg.evaluate.without)
+        without = classification_report(label[rest], test.pred[rest], CLASSES)
+        out.update(
+            n_without=without["n"],
+            accuracy_without=without["accuracy"],
+            macro_f1_without=without["macro_f1"],
+        )
+    return out
+
+
 def _write_plots(
     plots: Path,
     name: str,
@@ -302,6 +350,9 @@ def _print_done(
     )
     if "true_label_accuracy" in metrics:
         line += f", accuracy vs true labels {metrics['true_label_accuracy']:.3f}"
+    if "ferplus" in metrics:
+        fp = metrics["ferplus"]
+        line += f"; vs FER+ majority: accuracy {fp['accuracy']:.3f}, macro-F1 {fp['macro_f1']:.3f}"
     print(f"{line} ({report['n']} faces, {seconds:.0f} s) → {path}")
 
 

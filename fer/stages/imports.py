@@ -6,15 +6,23 @@ deterministic (``<expression>/fer2013_<usage>_<row:06d>.png``), so a re-run over
 than duplicates. The image-folder layout (``<train|test>/<emotion>/<Usage>_<n>.jpg``) is copied
 file by file, bytes unchanged. Both keep the Usage in the names; the summary prints the params
 that read it back (``ingest.usage_pattern``) and follow it (``split.strategy: given``).
+
+With ``--votes fer2013new.csv`` (FER+) each image also gets its 10 crowd votes, in the table
+``<out>/.ferplus_votes.csv`` that ingest joins into the manifest by path: by row for the CSV, by
+pixels for image folders (``--ferplus-images``: FER+'s PNGs give each row's pixels).
 """
 
 from __future__ import annotations
 
 import csv as csvlib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from fer.data.ferplus_join import pixel_key
 from fer.data.importers import (
     FER2013_USAGE_PATTERN,
     BadRow,
@@ -34,6 +42,18 @@ if TYPE_CHECKING:
 MAX_SHOWN_BAD_ROWS = 20
 
 
+@dataclass(frozen=True)
+class Imported:
+    """An image written: its path in the raw tree, CSV row (-1: image folders), Usage, and the
+    file's bytes (image folders only: the join by pixels decodes them)."""
+
+    relpath: str
+    row: int
+    usage: str
+    data: bytes
+    key: bytes = b""  # CSV rows: identity of the pixels (duplicate groups)
+
+
 def run(
     cfg: Config,
     *,
@@ -42,6 +62,9 @@ def run(
     out: Path,
     use: bool = False,
     params: Path | None = None,
+    votes: Path | None = None,
+    ferplus_images: Path | None = None,
+    match_threshold: float = 4.0,
 ) -> dict[str, Any]:
     """Convert ``csv`` (format ``fer2013``: a CSV file or the image-folder tree) into
     ``out/<expression>/*``; print a summary. With ``use``, also point ``params`` (default
@@ -49,7 +72,8 @@ def run(
 
     Returns:
         ``{"out", "written", "unchanged", "by_expression", "by_usage", "bad_rows"}`` with
-        ``bad_rows`` a list of ``(row, reason)``; rows are 0-based data rows (CSV line row + 2).
+        ``bad_rows`` a list of ``(row, reason)``; rows are 0-based data rows (CSV line row + 2);
+        with ``votes`` also ``"votes"`` (:func:`_join_votes`).
 
     Raises:
         InputError: unknown format, CSV missing or without ``emotion``/``pixels`` columns.
@@ -58,11 +82,26 @@ def run(
     if format != "fer2013":
         raise InputError(f"unknown import format {format!r} (supported: fer2013)")
     folders = fer2013_folders(cfg.import_.fer2013, Taxonomy(cfg.taxonomy))
+    if not match_threshold > 0:
+        raise InputError(f"--match-threshold {match_threshold}: must be a positive grey level")
+    vote_rows = _read_votes(Path(votes)) if votes is not None else None
+    if vote_rows is not None and Path(csv).is_dir() and ferplus_images is None:
+        raise InputError(
+            "--votes with image folders joins by pixels: also give --ferplus-images FERPLUS_DIR "
+            "(FER+'s fer*.png files)"
+        )
     if Path(csv).is_dir():
         summary = _import_fer2013_folders(Path(csv), Path(out), folders)
     else:
         summary = _import_fer2013(Path(csv), Path(out), folders)
     _print_summary(Path(csv), summary, show_settings=not use)
+    if vote_rows is not None:
+        by_pixels = ferplus_images if Path(csv).is_dir() else None  # the CSV joins by row
+        summary["votes"] = _join_votes(
+            summary.pop("images"), vote_rows, Path(out), ferplus_images=by_pixels,
+            accept=match_threshold,
+        )  # fmt: skip
+    summary.pop("images", None)
     if use:
         from fer.params_edit import apply_overrides
 
@@ -107,6 +146,7 @@ def _import_fer2013_folders(src: Path, out: Path, folders: tuple[str, ...]) -> d
     written: Counter[str] = Counter()
     usages: Counter[str] = Counter()
     unchanged = 0
+    images: list[Imported] = []
     files = list(fer2013_folder_files(src, folders))
     if not files:
         raise InputError(f"{src}: no images in <train|test>/<emotion>/")
@@ -119,6 +159,7 @@ def _import_fer2013_folders(src: Path, out: Path, folders: tuple[str, ...]) -> d
         written[rel.split("/", 1)[0]] += 1
         match = usage_of.search(path.name)
         usages[match.group(1).lower() if match else "unknown"] += 1
+        images.append(Imported(rel, -1, match.group(1) if match else "", data))
     return {
         "out": str(out),
         "written": sum(written.values()),
@@ -126,6 +167,7 @@ def _import_fer2013_folders(src: Path, out: Path, folders: tuple[str, ...]) -> d
         "by_expression": dict(sorted(written.items())),
         "by_usage": dict(sorted(usages.items())),
         "bad_rows": [],
+        "images": images,
     }
 
 
@@ -139,6 +181,7 @@ def _import_fer2013(path: Path, out: Path, folders: tuple[str, ...]) -> dict[str
     written: Counter[str] = Counter()
     usages: Counter[str] = Counter()
     bad: list[tuple[int, str]] = []
+    images: list[Imported] = []
     unchanged = 0
     # The original's pixel field is ~9 kB; raise the csv module's field limit well above it.
     csvlib.field_size_limit(max(csvlib.field_size_limit(), 1 << 24))
@@ -172,6 +215,7 @@ def _import_fer2013(path: Path, out: Path, folders: tuple[str, ...]) -> dict[str
                 write_bytes(target, data)
             written[image.expression] += 1
             usages[image.usage] += 1
+            images.append(Imported(image.relpath, row, usage, b"", pixel_key(image.pixels)))
     if not written and not bad:
         raise InputError(f"{path}: no data rows")
     summary = {
@@ -181,6 +225,7 @@ def _import_fer2013(path: Path, out: Path, folders: tuple[str, ...]) -> dict[str
         "by_expression": dict(sorted(written.items())),
         "by_usage": dict(sorted(usages.items())),
         "bad_rows": bad,
+        "images": images,
     }
     return summary
 
@@ -213,3 +258,122 @@ def _print_summary(path: Path, s: dict[str, Any], *, show_settings: bool = True)
         print(f"    row {row} (line {row + 2}): {reason}")
     if len(bad) > MAX_SHOWN_BAD_ROWS:
         print(f"    ... and {len(bad) - MAX_SHOWN_BAD_ROWS} more")
+
+
+# --- FER+ votes ---------------------------------------------------------------------------
+
+
+def _read_votes(path: Path) -> list[Any]:
+    """The rows of a FER+ ``fer2013new.csv``."""
+    from fer.data.ferplus import parse_votes
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return parse_votes(csvlib.reader(fh), source=str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: FER+ votes CSV not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read FER+ votes ({exc.strerror})") from None
+
+
+def _join_votes(
+    images: list[Imported],
+    vote_rows: list[Any],
+    out: Path,
+    *,
+    ferplus_images: Path | None,
+    accept: float,
+) -> dict[str, Any]:
+    """Give each imported image its FER+ row (by row; by pixels when ``ferplus_images`` is
+    given, for image folders), write ``out/.ferplus_votes.csv``, print and return the report."""
+    import pandas as pd
+
+    from fer.data import ferplus, ferplus_join
+    from fer.data.ferplus_join import match_by_pixels, match_by_row, vote_counts
+    from fer.io import write_csv
+
+    by_row = {v.row: v for v in vote_rows}
+    usages = [img.usage for img in images]
+    if ferplus_images is None:  # the CSV (run() requires FER+'s images for folders)
+        rows = [img.row for img in images]
+        matches, report = match_by_row(rows, usages, [img.key for img in images], by_row)
+    else:
+        ferplus_rows, pixels = _ferplus_pixels(ferplus_images, vote_rows)
+        greys = [ferplus_join.grey48(img.data) for img in bar(images, unit="img", desc="decode")]
+        matches, report = match_by_pixels(greys, usages, ferplus_rows, pixels, accept=accept)
+    table = pd.DataFrame(
+        [
+            {"path": img.relpath, ferplus.ROW_COLUMN: row, "match": how,
+             "distance": round(dist, 3),
+             **dict(zip(ferplus.VOTE_COLUMNS, by_row[row].votes, strict=True))}
+            for img, (row, how, dist) in zip(images, matches, strict=True)
+            if row >= 0
+        ],
+        columns=list(ferplus.TABLE_COLUMNS),
+    )  # fmt: skip
+    write_csv(table, out / ferplus.VOTES_FILE)
+    matched = [m for m in matches if m[0] >= 0]
+    report.update(
+        table=str(out / ferplus.VOTES_FILE),
+        images=len(images),
+        matched=len(matched),
+        unmatched=len(images) - len(matched),
+        **vote_counts([by_row[m[0]].votes for m in matched]),
+    )
+    _print_votes(report)
+    return report
+
+
+def _ferplus_pixels(folder: Path, vote_rows: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """The vote rows that have a FER+ PNG under ``folder`` (by Image name), and its pixels."""
+    from fer.data import ferplus_join
+
+    if not folder.is_dir():
+        raise InputError(f"{folder}: FER+ image folder not found (--ferplus-images)")
+    files = {p.name: p for p in folder.rglob("fer*.png") if p.is_file()}
+    rows = [r for r in vote_rows if r.image and r.image in files]
+    if not rows:
+        raise InputError(
+            f"{folder}: no FER+ PNG named as in the votes CSV's Image name (fer0000000.png ...)"
+        )
+    pixels = np.zeros((len(rows), 48, 48), dtype=np.uint8)
+    keep = np.ones(len(rows), dtype=bool)
+    for i, r in enumerate(bar(rows, unit="img", desc="read FER+ PNGs")):
+        grey = ferplus_join.grey48(files[r.image].read_bytes())
+        if grey is None:
+            keep[i] = False
+        else:
+            pixels[i] = grey
+    return [r for r, k in zip(rows, keep, strict=True) if k], pixels[keep]
+
+
+def _print_votes(r: dict[str, Any]) -> None:
+    print(
+        f"  FER+ votes by {r['by']}: {r['matched']} of {r['images']} images matched, "
+        f"{r['unmatched']} without votes (kept) → {r['table']}"
+    )
+    if r["by"] == "row":
+        d = r["duplicate_groups"]
+        print(
+            f"    rows without a FER+ row: {r['rows_without_votes']}, Usage differing: "
+            f"{r['usage_mismatch']}; pixel-identical rows: {d['groups']} groups "
+            f"({d['identical_votes']} with identical votes, {d['different_votes']} differing)"
+        )
+    else:
+        print(
+            f"    {r['ferplus_images']} FER+ PNGs; {r['exact']} exact, {r['nearest']} nearest "
+            f"(mean |grey diff| <= {r['threshold']}); {r['not_48x48_grey']} not 48x48 images"
+        )
+        print(f"    distance of matches:      {r['distance_matched']}")
+        print(f"    nearest different image:  {r['distance_runner_up']}")
+        print(f"    nearest for the unmatched: {r['distance_unmatched']}")
+        d = r["ferplus_duplicate_groups"]
+        print(
+            f"    pixel-identical FER+ rows: {d['groups']} groups ({d['identical_votes']} with "
+            f"identical votes, {d['different_votes']} differing); images sharing a row: "
+            f"{r['rows_matched_twice']}"
+        )
+    print(
+        f"    not a face (NF most voted): {r['not_face']}; ties among emotions: "
+        f"{r['emotion_ties']}"
+    )

@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fer.data.ferplus import ROW_COLUMN, VOTE_COLUMNS, VOTES_FILE, attach_votes, check_votes_table
 from fer.data.images import preload
 from fer.data.ingest import (
     Entry,
@@ -72,9 +73,13 @@ def run(cfg: Config) -> dict[str, Any]:
     rows = list(_inspect_all(scan.entries, icfg.max_pixels, icfg.min_side, _workers(icfg.workers)))
     mark_duplicates(rows)
     add_usage(rows, icfg.usage_pattern)
-    write_parquet(to_frame(rows), icfg.manifest)
+    votes = _attach_votes(raw, rows)
+    extra = (ROW_COLUMN, *VOTE_COLUMNS) if votes else ()
+    write_parquet(to_frame(rows, extra), icfg.manifest)
     seconds = time.perf_counter() - start
     summary = summarize(rows)
+    if votes:
+        summary["ferplus"] = votes
     summary.update(
         manifest=str(icfg.manifest),
         seconds=round(seconds, 3),
@@ -82,6 +87,21 @@ def run(cfg: Config) -> dict[str, Any]:
     )
     _print_summary(summary)
     return summary
+
+
+def _attach_votes(raw: Path, rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    """Join ``<raw>/.ferplus_votes.csv`` (written by `fer import --votes`) by path, if there."""
+    import pandas as pd
+
+    path = raw / VOTES_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype={"path": str})
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the FER+ votes table ({exc})") from None
+    check_votes_table(table, str(path))
+    return attach_votes(rows, table)
 
 
 def _workers(configured: int) -> int:
@@ -127,3 +147,9 @@ def _print_summary(s: dict[str, Any]) -> None:
         "(listed in duplicate_of, not merged)\n"
         f"  wrote {s['manifest']}"
     )
+    if "ferplus" in s:
+        v = s["ferplus"]
+        print(
+            f"  FER+ votes: {v['with_votes']} files with votes, {v['without_votes']} without; "
+            f"{v['unused']} table rows name no file"
+        )

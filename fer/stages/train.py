@@ -27,7 +27,7 @@ from fer import CLASSES
 from fer.config import Config
 from fer.errors import ConfigError, InputError
 from fer.io import atomic_path, write_csv, write_json
-from fer.learning.splits import SplitData, read_splits, subset
+from fer.learning.splits import SplitData, read_splits, subset, use_ferplus_labels
 
 if TYPE_CHECKING:
     from torch import nn
@@ -104,6 +104,8 @@ def run(
     started = time.perf_counter()
     device = _set_up_torch(cfg)
     data = read_splits(cfg)
+    if cfg.train.labels != "given":
+        use_ferplus_labels(cfg, data, cfg.train.labels)
     fit_data = _fit_data(cfg, name, data)
     net = _build_net(cfg, name, fit_data.input_spec, device)
     paths = TrainPaths.of(cfg, name)
@@ -158,15 +160,16 @@ def _fit_data(cfg: Config, name: str, data: SplitData) -> FitData:
     from fer.learning.preprocess import InputSpec
     from fer.learning.training import FitData
 
-    _, train_x, train_y = subset(data, "train")
+    rows, train_x, train_y = subset(data, "train")
     _, val_x, val_y = subset(data, "val")
+    targets = data.targets[rows] if data.targets is not None else None
     if len(train_y) == 0:
         raise InputError(f"{cfg.split.out}: no usable training rows (split == 'train')")
     if len(val_y) == 0:
         print("train: warning: no validation rows; early stopping uses training accuracy")
     crop = cfg.detect.crop
     spec = input_spec(cfg.architecture(name)) or InputSpec(size=crop.size, color=crop.color)
-    return FitData(train_x, train_y, val_x, val_y, input_spec=spec)
+    return FitData(train_x, train_y, val_x, val_y, input_spec=spec, train_targets=targets)
 
 
 def _build_net(cfg: Config, name: str, spec: InputSpec, device: str) -> nn.Module:
@@ -271,7 +274,7 @@ def _announce(
     print(
         f"train: {name} on {device} ({torch.get_num_threads()} threads): "
         f"{len(fit_data.train_y)} train, {len(fit_data.val_y)} val crops, "
-        f"{len(data.skipped)} skipped"
+        f"{len(data.skipped)} skipped; labels: {data.label_source}"
         + (
             f"; resuming after epoch {state['epoch']} (checkpoint with the same params and crops)"
             if state
@@ -303,6 +306,7 @@ def _log_inputs(
         manifest=Path(cfg.ingest.manifest), splits=Path(cfg.split.out), decisions=review
     )
     mrun.set_tags({
+        "label_source": data.label_source,
         "review": f"fer review → http://{cfg.review.host}:{cfg.review.port}/ "
         f"(decisions: {review})",
         "review_decisions_sha256": tags.get("review_decisions_sha256", ""),
@@ -431,6 +435,7 @@ def _summary(
         "images_per_s": float(np.mean([h["images_per_s"] for h in result.history])),
         "n_train": len(fit_data.train_y),
         "n_val": len(fit_data.val_y),
+        "labels": data.label_source,
         "skipped": data.skipped.to_dict(orient="records"),
         "device": device,
     }

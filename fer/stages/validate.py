@@ -154,6 +154,7 @@ def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
     audit.quarantine = q
     if gate_failed:
         audit.notes.append("duplicates and label issues were skipped because the gate failed")
+        audit.quarantine = _quarantine_not_face(data.manifest, q, audit.notes)
         return audit
     audit.duplicates = _duplicates(cfg, data.manifest, faces, crop_prints, audit.notes)
     teacher = functools.partial(_teacher_probs, cfg) if cfg.validate_.teacher != "none" else None
@@ -161,7 +162,32 @@ def _audit(cfg: Config, data: Inputs, *, gate_failed: bool) -> Audit:
         cfg, faces, crops, readable, q, audit.duplicates, audit.notes, teacher
     )
     audit.truth_metrics = _score_truth(cfg.truth, data.detections, faces, q, audit.issues, scored)
+    # After the audit, never before: the auditor's faces and scores owe nothing to FER+.
+    audit.quarantine = _quarantine_not_face(data.manifest, q, audit.notes)
     return audit
+
+
+def _quarantine_not_face(
+    manifest: pd.DataFrame, q: pd.DataFrame, notes: list[str]
+) -> pd.DataFrame:
+    """Add the images FER+'s crowd called "not a face" (``ferplus_not_face``), when the
+    manifest carries votes (`fer import --votes`); images already quarantined keep their reason."""
+    import pandas as pd
+
+    from fer.data import ferplus
+
+    if not ferplus.has_votes(manifest):
+        return q
+    nf = manifest[ferplus.not_face(ferplus.votes_matrix(manifest)) & (manifest["status"] == "ok")]
+    new = nf[~nf["path"].isin(set(q["path"]))]
+    if len(new):
+        notes.append(f"{len(new)} image(s) quarantined as ferplus_not_face (FER+ votes: NF)")
+    rows = pd.DataFrame(
+        {"path": new["path"].astype(str), "image_id": new["id"].astype(str),
+         "reason": "ferplus_not_face"}
+    )  # fmt: skip
+    both = pd.concat([q, rows], ignore_index=True) if len(rows) else q
+    return both.sort_values("path", kind="stable").reset_index(drop=True).astype(str)
 
 
 def _metrics(results: list, data: Inputs, audit: Audit) -> dict[str, Any]:

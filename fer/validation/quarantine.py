@@ -8,7 +8,9 @@ Nothing is moved or deleted: the raw files stay where they are and quarantine is
 - ``detect_error``       the detector crashed on it;
 - ``no_face``            no face was detected;
 - ``dimensions:<w>x<h>`` width or height outside ``validate.min_/max_width|height``;
-- ``crop_missing``       one of its face crops is missing or unreadable.
+- ``crop_missing``       one of its face crops is missing or unreadable;
+- ``ferplus_not_face``   FER+'s crowd voted "not a face" most (added by the validate stage after
+                         the label audit, so the auditor never depends on FER+).
 
 The restore list (``validate.restore_list``, a text file at the project root, one raw-dir
 relative path per line, ``#`` comments) takes paths back out of quarantine: their faces, if they

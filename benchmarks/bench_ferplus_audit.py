@@ -1,0 +1,198 @@
+"""Benchmark: the label auditor scored against REAL label errors (FER+ votes on FER2013).
+
+FER+ gave every FER2013 image 10 crowd votes. Where their majority class (taxonomy and
+``import`` mapping as in the project's params) differs from FER2013's own label, the label is
+taken as wrong in valence: the truth the auditor never saw. On the Training split (the faces
+``validate`` audits), this scores ``data/validation/label_issues.csv``:
+
+- precision (flags on real errors), recall (errors flagged), the share of faces flagged, and
+  the base rate (errors among all scored faces: the precision of flagging at random);
+- a precision-recall curve over the auditor's ``score`` (flags sorted by score), as a PNG;
+- the no-face quarantine (``no_face`` and other non-FER+ reasons) against FER+'s "not a face"
+  votes, on all splits.
+
+Faces whose FER+ votes tie between classes, or have no class vote, or that were quarantined
+before the audit, are left out of the auditor's score. Needs a FER2013 project imported with
+``fer import fer2013 SOURCE --out DIR --votes fer2013new.csv`` and run through ``fer validate``.
+Nothing is written there.
+
+    python benchmarks/bench_ferplus_audit.py --project PROJECT [--plot PR.png] [--out R.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fer import CLASSES
+
+FERPLUS_REASON = "ferplus_not_face"
+
+
+def score_flags(
+    given: np.ndarray, truth: np.ndarray, flagged: np.ndarray, score: np.ndarray
+) -> dict[str, Any]:
+    """Score label-issue flags against a truth; pure.
+
+    Args:
+        given: class index per face (the dataset's label).
+        truth: class index per face (FER+ majority), -1 where there is none (tie, no votes):
+            those faces are left out.
+        flagged: whether the auditor flagged the face.
+        score: the auditor's score per face (only flagged faces' scores are used).
+
+    Returns:
+        ``n`` (faces scored), ``errors`` (given != truth), ``base_rate``, ``flagged``,
+        ``flagged_share``, ``true_flags``, ``precision``, ``recall``, and ``curve``:
+        ``{"precision": [...], "recall": [...], "score": [...]}`` as the score threshold falls
+        through the flagged faces (highest first).
+    """
+    given, truth = np.asarray(given), np.asarray(truth)
+    flagged, score = np.asarray(flagged, dtype=bool), np.asarray(score, dtype=np.float64)
+    if not (len(given) == len(truth) == len(flagged) == len(score)):
+        raise ValueError("given, truth, flagged and score must have one entry per face")
+    known = truth >= 0
+    error = known & (given != truth)
+    hits = flagged & known
+    n, n_err, n_flag = int(known.sum()), int(error.sum()), int(hits.sum())
+    true_flags = int((hits & error).sum())
+    order = np.flatnonzero(hits)[np.argsort(-score[hits], kind="stable")]
+    tp = np.cumsum(error[order])
+    rank = np.arange(1, len(order) + 1)
+    return {
+        "n": n,
+        "errors": n_err,
+        "base_rate": n_err / n if n else 0.0,
+        "flagged": n_flag,
+        "flagged_share": n_flag / n if n else 0.0,
+        "true_flags": true_flags,
+        "precision": true_flags / n_flag if n_flag else 0.0,
+        "recall": true_flags / n_err if n_err else 0.0,
+        "curve": {
+            "precision": (tp / rank).tolist(),
+            "recall": (tp / n_err if n_err else tp * 0.0).tolist(),
+            "score": score[order].tolist(),
+        },
+    }
+
+
+def score_quarantine(quarantined: np.ndarray, not_face: np.ndarray) -> dict[str, Any]:
+    """A quarantine (e.g. ``no_face``) against FER+'s "not a face" votes: precision, recall."""
+    quarantined, not_face = np.asarray(quarantined, bool), np.asarray(not_face, bool)
+    both = int((quarantined & not_face).sum())
+    return {
+        "n": len(quarantined),
+        "quarantined": int(quarantined.sum()),
+        "not_face_votes": int(not_face.sum()),
+        "both": both,
+        "precision": both / int(quarantined.sum()) if quarantined.any() else 0.0,
+        "recall": both / int(not_face.sum()) if not_face.any() else 0.0,
+    }
+
+
+def pr_figure(result: dict[str, Any], title: str) -> Any:
+    """The precision-recall curve with the base rate (random flagging) and the operating point."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4), dpi=120)
+    ax = fig.add_subplot()
+    curve = result["curve"]
+    ax.plot(curve["recall"], curve["precision"], label="auditor (flags by score)")
+    ax.axhline(result["base_rate"], color="grey", ls="--", label="random flags (base rate)")
+    ax.plot([result["recall"]], [result["precision"]], "o", color="C3", label="all flags")
+    ax.set_xlabel("recall of FER+ valence disagreements")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _load(project: Path) -> dict[str, Any]:
+    """The project's manifest (with votes), label issues and quarantine, as arrays per image."""
+    import pandas as pd
+
+    from fer.config import load_config
+    from fer.data import ferplus
+    from fer.labels import Taxonomy
+
+    os.chdir(project)
+    cfg = load_config(project / "params.yaml")
+    manifest = pd.read_parquet(cfg.ingest.manifest)
+    if not ferplus.has_votes(manifest):
+        sys.exit(f"{cfg.ingest.manifest}: no FER+ votes (fer import fer2013 ... --votes)")
+    out = Path(cfg.validate_.out_dir)
+    issues = pd.read_csv(out / "label_issues.csv")
+    quarantine = pd.read_csv(out / "quarantine.csv")
+    manifest = manifest[manifest["status"] == "ok"].reset_index(drop=True)
+    taxonomy = Taxonomy(cfg.taxonomy)
+    folders = ferplus.emotion_folders(cfg.import_.fer2013, cfg.import_.ferplus_contempt, taxonomy)
+    votes = ferplus.votes_matrix(manifest)
+    truth = ferplus.majority(ferplus.class_votes(votes, folders, taxonomy))
+    truth[manifest[ferplus.ROW_COLUMN].to_numpy() < 0] = -1
+    reason = dict(
+        zip(quarantine["path"].astype(str), quarantine["reason"].astype(str), strict=True)
+    )
+    scores = issues.groupby("path")["score"].max()
+    paths = manifest["path"].astype(str)
+    return {
+        "usage": manifest["usage"].astype(str).str.lower().to_numpy(),
+        "given": np.array([CLASSES.index(c) if c in CLASSES else -1 for c in manifest["label"]]),
+        "truth": truth,
+        "flagged": paths.isin(set(scores.index)).to_numpy(),
+        "score": paths.map(scores).fillna(-np.inf).to_numpy(dtype=np.float64),
+        "reason": paths.map(reason).fillna("").to_numpy(),
+        "not_face": ferplus.not_face(votes) & (manifest[ferplus.ROW_COLUMN].to_numpy() >= 0),
+        "has_votes": manifest[ferplus.ROW_COLUMN].to_numpy() >= 0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--project", type=Path, required=True)
+    ap.add_argument("--plot", type=Path, default=Path("ferplus_audit_pr.png"))
+    ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    args = ap.parse_args(argv)
+    plot, out = args.plot.resolve(), args.out.resolve() if args.out else None
+    d = _load(args.project.resolve())
+    # The auditor's faces: Training, not quarantined before the audit (FER+'s own quarantine
+    # comes after it), with a known given label.
+    pre_audit = (d["reason"] != "") & (d["reason"] != FERPLUS_REASON)
+    audited = (d["usage"] == "training") & ~pre_audit & (d["given"] >= 0)
+    truth = np.where(audited, d["truth"], -1)
+    result = score_flags(d["given"], truth, d["flagged"], d["score"])
+    ambiguous = int((audited & d["has_votes"] & (d["truth"] < 0)).sum())
+    no_face = (d["reason"] != "") & (d["reason"] != FERPLUS_REASON)
+    quarantine = score_quarantine(no_face[d["has_votes"]], d["not_face"][d["has_votes"]])
+    from fer.learning.evaluation import save_figure
+
+    title = (f"{args.project.name}: {result['n']} Training faces, {result['errors']} FER+ "
+             f"valence disagreements")  # fmt: skip
+    save_figure(pr_figure(result, title), plot)
+    print(
+        f"auditor vs FER+ (Training, {result['n']} faces; {ambiguous} with tied/no class votes "
+        f"left out): {result['errors']} disagreements (base rate {result['base_rate']:.3f})\n"
+        f"  flagged {result['flagged']} ({result['flagged_share']:.1%}): precision "
+        f"{result['precision']:.3f}, recall {result['recall']:.3f}\n"
+        f"  quarantine (non-FER+ reasons) vs FER+ not-a-face: {quarantine}\n"
+        f"  precision-recall curve → {plot}"
+    )
+    if out:
+        summary = {k: v for k, v in result.items() if k != "curve"}
+        out.write_text(json.dumps({"auditor": summary, "ambiguous": ambiguous,
+                                   "quarantine": quarantine}, indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

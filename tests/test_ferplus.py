@@ -1,0 +1,496 @@
+"""FER+ votes on generated data shaped like FER2013 + FER+: the join by row and by pixels
+(duplicates, ties, rows without a FER+ image), the label sources, the soft-label loss, training
+on votes, evaluation against both truths and the not-a-face quarantine."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer import FER2013_EMOTIONS
+from fer.data import ferplus, ferplus_join
+from fer.labels import Taxonomy
+from tests.test_fer2013 import _config
+
+N_ROWS = 30
+NO_PNG = 9  # a row FER+ has no image for (its votes: all NF)
+NOT_FACE = 10  # a row whose NF votes win
+TIE = 11  # happiness 4, sadness 4: positive and negative tie
+DUPLICATES = ((5, 6), (7, 8))  # pixel-identical rows: same votes, then different votes
+FLIPPED = (12, 13)  # FER+ disagrees with FER2013's valence
+AS_FERPLUS = {v: k for k, v in ferplus.AS_FER2013.items()}
+
+
+@dataclass
+class Fer2013PlusData:
+    """Generated FER2013 rows, their FER+ votes and where each row's files went."""
+
+    root: Path
+    emotion: list[int] = field(default_factory=list)
+    usage: list[str] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    votes: list[list[int]] = field(default_factory=list)
+    jpg: dict[str, int] = field(default_factory=dict)  # Kaggle file name → row
+
+    @property
+    def csv(self) -> Path:
+        return self.root / "fer2013.csv"
+
+    @property
+    def votes_csv(self) -> Path:
+        return self.root / "fer2013new.csv"
+
+    @property
+    def pngs(self) -> Path:
+        return self.root / "ferplus"
+
+    @property
+    def folders(self) -> Path:
+        return self.root / "kaggle"
+
+
+def _face(rng: np.random.Generator) -> np.ndarray:
+    """A smooth 48x48 grey picture (faces are smooth: JPEG keeps them within ~2 grey levels)."""
+    low = rng.integers(0, 255, (6, 6)).astype(np.float32)
+    grey = cv2.resize(low, (48, 48), interpolation=cv2.INTER_CUBIC)
+    grey = np.clip(grey, 0, 255).astype(np.uint8)
+    cv2.circle(grey, (int(rng.integers(14, 34)), 24), 9, int(rng.integers(0, 255)), -1)
+    return grey
+
+
+def _votes(emotion: int, row: int) -> list[int]:
+    votes = [0] * len(ferplus.FERPLUS_COLUMNS)
+    name = AS_FERPLUS[FER2013_EMOTIONS[emotion]]
+    if row == NO_PNG:
+        votes[ferplus.NF_INDEX] = 10
+    elif row == NOT_FACE:
+        votes[ferplus.NF_INDEX], votes[0] = 6, 4
+    elif row == TIE:
+        votes[1], votes[3], votes[0] = 4, 4, 2
+    elif row in FLIPPED:  # happy ↔ sad valence
+        other = "sadness" if name == "happiness" else "happiness"
+        votes[ferplus.FERPLUS_COLUMNS.index(other)] = 9
+        votes[-2] = 1  # one "unknown": left out of the distribution
+    else:
+        votes[ferplus.FERPLUS_COLUMNS.index(name)] = 8
+        votes[0] += 2
+    return votes
+
+
+def make_fer2013_plus(root: Path, seed: int = 0) -> Fer2013PlusData:
+    """``fer2013.csv``, ``fer2013new.csv`` (one row short), FER+ PNGs and Kaggle folders."""
+    rng = np.random.default_rng(seed)
+    data = Fer2013PlusData(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for row in range(N_ROWS):
+        usage = "Training" if row < 20 else "PublicTest" if row < 25 else "PrivateTest"
+        emotion = 3 if row in FLIPPED else int(rng.integers(0, 7))
+        dup = next((a for a, b in DUPLICATES if b == row), None)
+        if dup is not None:
+            emotion = data.emotion[dup]
+        data.emotion.append(emotion)
+        data.usage.append(usage)
+        data.pixels.append(data.pixels[dup].copy() if dup is not None else _face(rng))
+        votes = list(data.votes[dup]) if dup is not None else _votes(emotion, row)
+        if row == DUPLICATES[1][1]:
+            votes[0], votes[1] = votes[0] + 1, votes[1] + 1  # a pair whose votes differ
+        data.votes.append(votes)
+    with data.csv.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for e, p, u in zip(data.emotion, data.pixels, data.usage, strict=True):
+            w.writerow([e, " ".join(map(str, p.ravel())), u])
+    folder = {
+        "Training": "FER2013Train",
+        "PublicTest": "FER2013Valid",
+        "PrivateTest": "FER2013Test",
+    }
+    with data.votes_csv.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Usage", "Image name", *ferplus.FERPLUS_COLUMNS])
+        for row in range(N_ROWS - 1):  # FER+ one row short: the last row has no votes
+            name = "" if row == NO_PNG else f"fer{row:07d}.png"
+            w.writerow([data.usage[row], name, *data.votes[row]])
+            if name:
+                (data.pngs / folder[data.usage[row]]).mkdir(parents=True, exist_ok=True)
+                assert cv2.imwrite(
+                    str(data.pngs / folder[data.usage[row]] / name), data.pixels[row]
+                )
+    numbers = rng.permutation(np.arange(100, 100 + N_ROWS))  # Kaggle names carry no row order
+    for row in range(N_ROWS):
+        split = "train" if data.usage[row] == "Training" else "test"
+        out = data.folders / split / FER2013_EMOTIONS[data.emotion[row]]
+        out.mkdir(parents=True, exist_ok=True)
+        name = f"{data.usage[row]}_{numbers[row]}.jpg"
+        assert cv2.imwrite(str(out / name), data.pixels[row])
+        data.jpg[name] = row
+    return data
+
+
+@pytest.fixture
+def generated(tmp_path: Path) -> Fer2013PlusData:
+    return make_fer2013_plus(tmp_path / "src")
+
+
+def _table(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / ferplus.VOTES_FILE)
+
+
+# --- The join --------------------------------------------------------------------------------
+
+
+def test_votes_join_the_csv_by_row(tmp_path: Path, generated: Fer2013PlusData) -> None:
+    from fer.stages import imports, ingest
+
+    cfg = _config(tmp_path)
+    summary = imports.run(cfg, format="fer2013", csv=generated.csv, out=tmp_path / "raw",
+                          votes=generated.votes_csv)  # fmt: skip
+    v = summary["votes"]
+    assert (v["by"], v["images"], v["matched"], v["unmatched"]) == ("row", 30, 29, 1)
+    assert (v["rows_without_votes"], v["usage_mismatch"]) == (1, 0)
+    assert v["duplicate_groups"] == {
+        "groups": 2, "images": 4, "identical_votes": 1, "different_votes": 1
+    }  # fmt: skip
+    assert v["not_face"] == 2  # the row without a PNG (NF 10) and the NF-majority row
+    table = _table(tmp_path / "raw").set_index(ferplus.ROW_COLUMN)
+    assert list(table.loc[TIE, list(ferplus.VOTE_COLUMNS)]) == generated.votes[TIE]
+    assert table.loc[TIE, "path"].endswith(f"fer2013_training_{TIE:06d}.png")
+
+    ingest.run(cfg)
+    manifest = pd.read_parquet(tmp_path / "manifest.parquet").set_index("path")
+    assert set(ferplus.VOTE_COLUMNS) <= set(manifest.columns)
+    for path, row in table.reset_index().set_index("path")[ferplus.ROW_COLUMN].items():
+        assert manifest.at[path, ferplus.ROW_COLUMN] == row
+        assert list(manifest.loc[path, list(ferplus.VOTE_COLUMNS)]) == generated.votes[row]
+    last = next(p for p in manifest.index if p.endswith(f"_{N_ROWS - 1:06d}.png"))
+    assert manifest.at[last, ferplus.ROW_COLUMN] == -1  # kept, without votes
+    assert manifest.loc[last, list(ferplus.VOTE_COLUMNS)].sum() == 0
+
+
+def test_votes_join_image_folders_by_pixels(
+    tmp_path: Path, generated: Fer2013PlusData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fer.errors import InputError
+    from fer.stages import imports, ingest
+
+    cfg = _config(tmp_path)
+    with pytest.raises(InputError, match="--ferplus-images"):
+        imports.run(cfg, format="fer2013", csv=generated.folders, out=tmp_path / "raw",
+                    votes=generated.votes_csv)  # fmt: skip
+    summary = imports.run(cfg, format="fer2013", csv=generated.folders, out=tmp_path / "raw",
+                          votes=generated.votes_csv, ferplus_images=generated.pngs)  # fmt: skip
+    v = summary["votes"]
+    # Every image but the one row FER+ has no PNG for (and the last row, missing from the
+    # votes CSV) finds its row; JPEG moved pixels a little, another face is far away.
+    assert (v["by"], v["images"], v["matched"], v["unmatched"]) == ("pixels", 30, 28, 2)
+    assert v["exact"] == 0 and v["nearest"] == 28
+    assert v["distance_matched"]["max"] < v["threshold"] < v["distance_runner_up"]["min"]
+    assert v["distance_unmatched"]["min"] > v["threshold"]
+    assert v["ferplus_duplicate_groups"] == {
+        "groups": 2, "images": 4, "identical_votes": 1, "different_votes": 1
+    }  # fmt: skip
+    assert v["rows_matched_twice"] == 2  # each duplicate pair's two images share one row
+    assert "2 without votes (kept)" in capsys.readouterr().out
+
+    table = _table(tmp_path / "raw")
+    for path, row in zip(table["path"], table[ferplus.ROW_COLUMN], strict=True):
+        true_row = generated.jpg[path.rsplit("/", 1)[-1]]
+        twins = next((pair for pair in DUPLICATES if true_row in pair), (true_row,))
+        assert row in twins and row == twins[0]  # duplicates: the first of the group
+    ingest.run(cfg)
+    manifest = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert (manifest[ferplus.ROW_COLUMN] >= 0).sum() == 28 and len(manifest) == 30
+
+
+def test_pixel_index_exact_then_nearest() -> None:
+    rng = np.random.default_rng(1)
+    faces = np.stack([_face(rng) for _ in range(20)])
+    index = ferplus_join.PixelIndex(faces)
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", faces[4])[1], cv2.IMREAD_GRAYSCALE)
+    other = _face(rng)
+    exact, near, none = index.match(np.stack([faces[3], jpeg, other]))
+    assert (exact.index, exact.how, exact.distance) == (3, "exact", 0.0)
+    assert (near.index, near.how) == (4, "nearest") and 0 < near.distance < 2
+    assert (none.index, none.how) == (-1, "none") and none.distance > 4
+
+
+def test_bad_votes_csv_is_one_line(tmp_path: Path, generated: Fer2013PlusData) -> None:
+    from fer.errors import InputError
+    from fer.stages import imports
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Usage,Image name,neutral\nTraining,fer0.png,3\n")
+    with pytest.raises(InputError, match=r"not a FER\+ votes CSV"):
+        imports.run(_config(tmp_path), format="fer2013", csv=generated.csv, out=tmp_path / "r",
+                    votes=bad)  # fmt: skip
+    with pytest.raises(InputError, match="not found"):
+        imports.run(_config(tmp_path), format="fer2013", csv=generated.csv, out=tmp_path / "r",
+                    votes=tmp_path / "missing.csv")  # fmt: skip
+
+
+# --- Labels from votes -----------------------------------------------------------------------
+
+
+def _folders() -> tuple[tuple[str, ...], Taxonomy]:
+    cfg = _config(Path("."))
+    taxonomy = Taxonomy(cfg.taxonomy)
+    return ferplus.emotion_folders(cfg.import_.fer2013, "distaste", taxonomy), taxonomy
+
+
+def test_label_sources_from_votes() -> None:
+    folders, taxonomy = _folders()
+    assert folders == ("neutral", "happy", "awe", "heartbroken", "angry", "disgust",
+                       "frightened", "distaste")  # fmt: skip
+    votes = np.array([
+        [2, 8, 0, 0, 0, 0, 0, 0, 0, 0],  # positive
+        [2, 4, 0, 4, 0, 0, 0, 0, 0, 0],  # positive/negative tie
+        [0, 0, 3, 0, 2, 0, 0, 1, 4, 0],  # surprise + anger + contempt = negative; unknown out
+        [4, 0, 0, 0, 0, 0, 0, 0, 0, 6],  # not a face; neutral among the class votes
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # no class vote
+    ])  # fmt: skip
+    per_class = ferplus.class_votes(votes, folders, taxonomy)
+    assert per_class.tolist() == [[8, 0, 2], [4, 4, 2], [0, 6, 0], [0, 0, 4], [0, 0, 0]]
+    assert ferplus.majority(per_class).tolist() == [0, -1, 1, 2, -1]
+    assert ferplus.is_tie(per_class).tolist() == [False, True, False, False, False]
+    soft = ferplus.soft_targets(per_class)
+    np.testing.assert_allclose(soft[1], [0.4, 0.4, 0.2])
+    np.testing.assert_allclose(soft[2], [0, 1, 0])
+    assert soft[4].sum() == 0
+    assert ferplus.not_face(votes).tolist() == [False, False, False, True, True]
+    # FER+'s side of `evaluate.without: [awe]`: faces the crowd called surprise most
+    assert ferplus.top_folder_in(votes, folders, ["awe"]).tolist() == [0, 0, 1, 0, 0]
+
+
+def test_contempt_folder_must_be_in_the_taxonomy() -> None:
+    from fer.errors import ConfigError
+
+    cfg = _config(Path("."))
+    with pytest.raises(ConfigError, match=r"import\.ferplus_contempt"):
+        ferplus.emotion_folders(cfg.import_.fer2013, "smug", Taxonomy(cfg.taxonomy))
+
+
+# --- The soft-label loss ---------------------------------------------------------------------
+
+
+def _train_cfg(**kw: object):
+    cfg = _config(Path("."))
+    return cfg.train.model_copy(update=kw)
+
+
+def test_soft_loss_equals_hard_loss_for_one_hot_votes() -> None:
+    import torch
+
+    from fer.learning.training import make_loss
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 3, generator=gen)
+    y = torch.randint(0, 3, (16,), generator=gen)
+    one_hot = torch.nn.functional.one_hot(y, 3).float()
+    train_y = np.array([0] * 10 + [1] * 4 + [2] * 2)
+    for smoothing in (0.0, 0.1):
+        loss = make_loss(_train_cfg(class_balance="none", label_smoothing=smoothing), train_y, 3)
+        assert float(loss(logits, one_hot)) == pytest.approx(float(loss(logits, y)), abs=1e-6)
+    # Class weights: the same per-sample terms; torch averages soft targets over the batch and
+    # hard labels over the summed weights of the batch's labels.
+    weighted = make_loss(_train_cfg(class_balance="weights"), train_y, 3)
+    w = weighted.weight[y].sum() / len(y)
+    assert float(weighted(logits, one_hot)) == pytest.approx(float(weighted(logits, y) * w))
+
+
+def test_soft_loss_pulls_towards_the_vote_distribution() -> None:
+    import torch
+
+    from fer.learning.training import make_loss
+
+    loss_fn = make_loss(_train_cfg(class_balance="none"), np.array([0, 1, 2]), 3)
+    target = torch.tensor([[0.6, 0.3, 0.1]])
+    logits = torch.zeros(1, 3, requires_grad=True)
+    loss_fn(logits, target).backward()
+    # d/dz of CE(softmax(z), t) is softmax(z) - t: down where the votes are, up where not.
+    np.testing.assert_allclose(logits.grad.numpy(), [[1 / 3 - 0.6, 1 / 3 - 0.3, 1 / 3 - 0.1]],
+                               atol=1e-6)  # fmt: skip
+    z = torch.zeros(1, 3, requires_grad=True)
+    opt = torch.optim.SGD([z], lr=1.0)
+    for _ in range(500):
+        opt.zero_grad()
+        loss_fn(z, target).backward()
+        opt.step()
+    np.testing.assert_allclose(torch.softmax(z, 1).detach().numpy(), target.numpy(), atol=1e-3)
+
+
+# --- Training and evaluation on votes ---------------------------------------------------------
+
+NO_TRACKING = {"enabled": False}
+
+
+def _voted_project(fake_project, root: Path, labels: str, tracking: bool = False):
+    """The train scene, with a manifest whose votes say positive ↔ negative (FER+ overrules
+    every such label), one tie and one face without votes among the training faces."""
+    params = {"train": {"epochs": 4, "labels": labels}}
+    if not tracking:
+        params["tracking"] = NO_TRACKING
+    project = fake_project(root, "train", n_faces=60, params=params)
+    splits = pd.read_parquet(root / "data/splits.parquet")
+    rows = []
+    for i, r in enumerate(splits.itertuples()):
+        votes = [0] * 10
+        column = {"positive": "sadness", "negative": "happiness", "neutral": "neutral"}[r.label]
+        votes[ferplus.FERPLUS_COLUMNS.index(column)] = 7
+        votes[0 if column != "neutral" else 1] = 3
+        if r.split == "train" and i == 0:
+            votes = [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]  # tie
+        if r.split == "train" and i == 1:
+            votes = [0] * 9 + [10]  # no class vote
+        rows.append({"path": r.path, "id": r.image_id, "status": "ok", "ferplus_row": i,
+                     **dict(zip(ferplus.VOTE_COLUMNS, votes, strict=True))})  # fmt: skip
+    pd.DataFrame(rows).to_parquet(root / project.config.ingest.manifest)
+    return project.config, splits
+
+
+@pytest.mark.parametrize("labels", ["ferplus_majority", "ferplus_soft"])
+def test_train_on_votes_then_evaluate_against_both_truths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_project, labels: str
+) -> None:
+    from fer.stages import evaluate, train
+
+    tracking = labels == "ferplus_majority"  # one case also checks what MLflow records
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg, splits = _voted_project(fake_project, tmp_path, labels, tracking=tracking)
+    monkeypatch.chdir(tmp_path)
+    summary = train.run(cfg, model="baseline")
+    if tracking:
+        from mlflow import MlflowClient
+
+        run = MlflowClient().get_run(summary["mlflow_run_id"])
+        assert run.data.tags["label_source"] == labels
+        assert run.data.params["train.labels"] == labels
+    reasons = {s["face_id"]: s["reason"] for s in summary["skipped"]}
+    first, second = splits["face_id"].iloc[0], splits["face_id"].iloc[1]
+    assert reasons[second] == "ferplus_no_votes"
+    if labels == "ferplus_majority":
+        assert reasons[first] == "ferplus_tie"
+    else:
+        assert first not in reasons  # a tie is a fine distribution
+    n_train = int((splits["split"] == "train").sum())
+    assert summary["n_train"] == n_train - len(reasons)
+    assert summary["labels"] == labels
+    # Learned from the votes (positive ↔ negative swapped), not from the split's labels.
+    assert summary["val_macro_f1"] > 0.8
+
+    metrics = evaluate.run(cfg, model="baseline")
+    fp = metrics["ferplus"]
+    assert fp["n"] == int((splits["split"] == "test").sum())
+    assert fp["accuracy"] > 0.8 and metrics["accuracy"] < 0.6
+    assert fp["agreement"] == pytest.approx(
+        (splits.loc[splits["split"] == "test", "label"] == "neutral").mean()
+    )
+    assert set(fp["recall"]) == {"positive", "negative", "neutral"}
+    assert np.array(fp["confusion"]).sum() == fp["n"]
+
+
+def test_ferplus_labels_need_votes(tmp_path: Path, monkeypatch, fake_project) -> None:
+    from fer.errors import InputError
+    from fer.stages import train
+
+    params = {"train": {"labels": "ferplus_soft"}, "tracking": NO_TRACKING}
+    project = fake_project(tmp_path, "train", n_faces=9, params=params)
+    pd.DataFrame({"path": ["x"], "id": ["y"], "status": ["ok"]}).to_parquet(
+        tmp_path / project.config.ingest.manifest
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"train\.labels: ferplus_soft needs FER\+ votes"):
+        train.run(project.config, model="baseline")
+
+
+def test_not_face_votes_are_quarantined_after_the_audit() -> None:
+    from fer.stages.validate import _quarantine_not_face
+
+    votes = [[0] * 9 + [10], [4] + [0] * 8 + [6], [10] + [0] * 9, [0] * 9 + [10]]
+    manifest = pd.DataFrame(
+        {"path": ["a.png", "b.png", "c.png", "d.png"], "id": ["ia", "ib", "ic", "id"],
+         "status": ["ok", "ok", "ok", "rejected"],
+         **{c: [v[j] for v in votes] for j, c in enumerate(ferplus.VOTE_COLUMNS)}}
+    )  # fmt: skip
+    earlier = pd.DataFrame({"path": ["a.png"], "image_id": ["ia"], "reason": ["no_face"]})
+    notes: list[str] = []
+    q = _quarantine_not_face(manifest, earlier, notes)
+    assert q.to_dict(orient="records") == [
+        {"path": "a.png", "image_id": "ia", "reason": "no_face"},  # its first reason kept
+        {"path": "b.png", "image_id": "ib", "reason": "ferplus_not_face"},
+    ]
+    assert notes == ["1 image(s) quarantined as ferplus_not_face (FER+ votes: NF)"]
+    no_votes = manifest[["path", "id", "status"]]
+    assert _quarantine_not_face(no_votes, earlier, []) is earlier
+
+
+# --- The auditor benchmark's scoring ----------------------------------------------------------
+
+
+def test_audit_scoring_on_known_errors() -> None:
+    from benchmarks.bench_ferplus_audit import score_flags, score_quarantine
+
+    given = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    truth = np.array([0, 1, 1, 0, 2, -1, 2, 1])  # errors: faces 1, 3, 6; face 5 has no truth
+    flagged = np.array([0, 1, 0, 1, 1, 1, 0, 0], dtype=bool)
+    score = np.array([0, 0.9, 0, 0.5, 0.8, 0.99, 0, 0])
+    r = score_flags(given, truth, flagged, score)
+    assert (r["n"], r["errors"], r["flagged"], r["true_flags"]) == (7, 3, 3, 2)
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
+    assert r["flagged_share"] == pytest.approx(3 / 7) and r["base_rate"] == pytest.approx(3 / 7)
+    # Down the scores: 0.9 (an error), 0.8 (not), 0.5 (an error); face 5 (0.99) is not scored.
+    np.testing.assert_allclose(r["curve"]["precision"], [1, 0.5, 2 / 3])
+    np.testing.assert_allclose(r["curve"]["recall"], [1 / 3, 1 / 3, 2 / 3])
+    assert r["curve"]["score"] == [0.9, 0.8, 0.5]
+    q = score_quarantine(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool))
+    assert (q["both"], q["precision"], q["recall"]) == (1, 0.5, 0.5)
+    with pytest.raises(ValueError, match="one entry per face"):
+        score_flags(given, truth[:3], flagged, score)
+
+
+def test_audit_benchmark_runs_on_a_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    from benchmarks.bench_ferplus_audit import main
+    from tests.kit import ROOT
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    happy = [2, 8, 0, 0, 0, 0, 0, 0, 0, 0]
+    sad = [2, 0, 0, 8, 0, 0, 0, 0, 0, 0]
+    rows = [  # path, usage, given label, votes
+        ("happy/a.png", "training", "positive", happy),
+        ("happy/b.png", "training", "positive", sad),  # a real error, flagged
+        ("heartbroken/c.png", "training", "negative", happy),  # a real error, missed
+        ("heartbroken/d.png", "training", "negative", sad),  # flagged wrongly
+        ("happy/e.png", "privatetest", "positive", sad),  # not audited: test split
+        ("happy/f.png", "training", "positive", [0] * 9 + [10]),  # no face; quarantined
+    ]
+    (tmp_path / "data/validation").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame(
+        [{"id": p, "path": p, "status": "ok", "usage": u, "label": lab, "ferplus_row": i,
+          **dict(zip(ferplus.VOTE_COLUMNS, v, strict=True))}
+         for i, (p, u, lab, v) in enumerate(rows)]
+    ).to_parquet(tmp_path / "data/manifest.parquet")  # fmt: skip
+    pd.DataFrame({"face_id": ["b", "d", "e"], "path": ["happy/b.png", "heartbroken/d.png",
+                  "happy/e.png"], "score": [0.9, 0.7, 0.95]}).to_csv(
+        tmp_path / "data/validation/label_issues.csv", index=False
+    )  # fmt: skip
+    pd.DataFrame({"path": ["happy/f.png"], "image_id": ["f"], "reason": ["no_face"]}).to_csv(
+        tmp_path / "data/validation/quarantine.csv", index=False
+    )
+    assert main(["--project", str(tmp_path), "--plot", "pr.png", "--out", "r.json"]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    a = result["auditor"]
+    assert (a["n"], a["errors"], a["flagged"], a["true_flags"]) == (4, 2, 2, 1)
+    assert result["quarantine"]["both"] == 1 and result["quarantine"]["precision"] == 1.0
+    assert cv2.imread(str(tmp_path / "pr.png")) is not None
+    assert "precision 0.500, recall 0.500" in capsys.readouterr().out
