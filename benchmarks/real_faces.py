@@ -360,8 +360,9 @@ CKPLUS48 = ("WuJie1010/Facial-Expression-Recognition.Pytorch",
             "fefe6653f3e09912693a73c54e6a8247adca3090")  # fmt: skip
 JAFFE_CODES = {"AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral",
                "SA": "sad", "SU": "surprise"}  # fmt: skip
+# CK+48 folders; contempt is not a FER-7 emotion and is left out.
 CKPLUS_FOLDERS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",
-                  "sadness": "sad", "surprise": "surprise"}  # fmt: skip (contempt: not FER-7)
+                  "sadness": "sad", "surprise": "surprise"}  # fmt: skip
 EXPRESSION_SETS = ("jaffe", "fer2013", "ckplus")
 
 
@@ -432,8 +433,8 @@ def expressions_main(argv: list[str]) -> int:
     CK+48 (48 px grey crops of CK+ sequences), the last frame of each sequence, contempt left
     out (not a FER-7 emotion). Sources are pinned above (repository @ commit).
     """
-    parser = argparse.ArgumentParser(prog="real_faces.py expressions",
-                                     description=expressions_main.__doc__.split("\n")[0])  # fmt: skip
+    doc = (expressions_main.__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="real_faces.py expressions", description=doc)
     parser.add_argument("--out", type=Path, required=True, help="DATA_DIR: outside the repo")
     parser.add_argument("--mirrors", type=Path, required=True, help="git mirrors or clones")
     parser.add_argument("--sets", nargs="+", default=list(EXPRESSION_SETS),
@@ -447,6 +448,39 @@ def expressions_main(argv: list[str]) -> int:
 
 
 # -- main ----------------------------------------------------------------------------------
+
+
+def build(args: argparse.Namespace) -> dict:
+    """Assemble every source under ``args.out``; return the truth document."""
+    out: Path = args.out
+    recs: list[Record] = []
+    recs += portraits(args.mirrors, out)
+    recs += webfaces(args.mirrors, out, args.n_multi, args.n_web1)
+    recs += nofaces(args.mirrors, out)
+    recs += fer2013(args.fer2013, out, args.n_fer)
+    counts: dict[str, int] = defaultdict(int)
+    for r in recs:
+        counts[r.type] += 1
+    doc = {
+        "sources": {
+            "jaffe": {"repo": JAFFE[0], "commit": JAFFE[1]},
+            "yale": {"repo": YALE[0], "commit": YALE[1]},
+            "webfaces": {"repo": WEBFACES[0], "commit": WEBFACES[1]},
+            "imagenet": {"repo": IMAGENET[0], "commit": IMAGENET[1]},
+            "fer2013": {"path": str(args.fer2013)},
+        },
+        "box_rule": {"w": BOX_W, "h": BOX_H, "dy": BOX_DY},
+        "counts": dict(counts),
+        "images": [asdict(r) for r in recs],
+    }
+    (out / "truth.json").write_text(json.dumps(doc, indent=1))
+    with open(out / "truth.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "type", "source", "width", "height", "n_faces", "boxes"])
+        for r in recs:
+            boxes = json.dumps(r.boxes) if r.boxes is not None else ""
+            writer.writerow([r.path, r.type, r.source, r.width, r.height, r.n_faces, boxes])
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
