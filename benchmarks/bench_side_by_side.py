@@ -502,10 +502,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   "| faces found | ms/img warm (median) | cold start s |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in rows:
-            ms = r["ms"]["median"]
-            ms_text = "—" if ms is None else f"{ms:.0f}"
-            if r["ms_note"].startswith("marginal"):
-                ms_text += "\\*"
+            ms_text = _ms_text(r)
             lines.append(
                 f"| {r['pipeline']} | {_cell(r['valence_accuracy'])} "
                 f"| {_cell(r['valence_accuracy_found'])} | {_cell(r['seven_class_accuracy'])} "
@@ -513,7 +510,33 @@ def markdown(doc: dict[str, Any]) -> str:
             )
         lines.append("")
     lines.append("\\* `fer predict` on the whole set in one run: (T(set) − T(1 image)) / (n − 1).")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", summary_table(doc)]) + "\n"
+
+
+def _ms_text(row: dict[str, Any]) -> str:
+    ms = row["ms"]["median"]
+    text = "—" if ms is None else f"{ms:.0f}"
+    return text + ("\\*" if row["ms_note"].startswith("marginal") else "")
+
+
+def summary_table(doc: dict[str, Any]) -> str:
+    """All sets in one table: per set, valence accuracy (7-class) / faces found / ms."""
+    sets = list(doc["sets"])
+    names = list(dict.fromkeys(r["pipeline"] for rows in doc["sets"].values() for r in rows))
+    head = " | ".join(f"{s}: valence (7-class) · found · ms" for s in sets)
+    lines = [f"| pipeline | {head} |", "|---" * (len(sets) + 1) + "|"]
+    for name in names:
+        cells = []
+        for set_name in sets:
+            row = next((r for r in doc["sets"][set_name] if r["pipeline"] == name), None)
+            if row is None:
+                cells.append("—")
+                continue
+            seven = row["seven_class_accuracy"]
+            acc = _cell(row["valence_accuracy"]) + (f" ({seven:.3f})" if seven is not None else "")
+            cells.append(f"{acc} · {_cell(row['found_rate'], 2)} · {_ms_text(row)}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot(doc: dict[str, Any], path: Path) -> None:
