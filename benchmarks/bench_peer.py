@@ -23,7 +23,7 @@ per-round ratios. Cold start (process start to exit after the first image) is me
 ``fer predict IMG --model pretrained:minixception`` and for the peer's smallest script.
 Usage::
 
-    python benchmarks/bench_peer.py --peer-python /work/envs/peer/bin/python --repeats 20
+    python benchmarks/bench_peer.py --peer-python PEER_VENV/bin/python --repeats 20
 
 The peer worker is this file run by the peer's interpreter (``--worker``); nothing of the
 peer package is kept in this repository.

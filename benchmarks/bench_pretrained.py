@@ -16,7 +16,7 @@ and 64 (median of repeats). The weights come from ``fer weights``; FER2013 is re
 ``--data`` (``test/<emotion>/PrivateTest_*.jpg``) and nothing derived from it is written except
 the metrics. Usage::
 
-    python benchmarks/bench_pretrained.py [--data /work/data/fer2013] [--out metrics.json]
+    python benchmarks/bench_pretrained.py --data FER2013_DIR [--out metrics.json]
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def load_average() -> str:
 def main() -> int:
     """Measure, print a summary, optionally write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/data/fer2013"))
+    parser.add_argument("--data", type=Path, required=True, help="FER2013_DIR")
     parser.add_argument("--out", type=Path, help="write all numbers as JSON here")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--skip-latency", action="store_true")

@@ -1,6 +1,6 @@
 """Real-photo detection benchmark: the `fer detect` detector per image type, against truth.
 
-Reads the set built by ``benchmarks/real_faces.py`` (``--data``, default /work/data/realfaces)
+Reads the set built by ``benchmarks/real_faces.py`` (``--data DATA_DIR/realfaces``)
 and runs the detector of ``params.yaml`` (``--set key=value`` overrides any ``detect:`` key)
 on every image, decoded as `fer` decodes it. Per image type it reports:
 
@@ -26,9 +26,9 @@ of ``min_confidence`` x ``min_confidence_next`` x ``nms_iou`` x ``min_inside``. 
 ``multi`` and the box F1 of ``multi``, among the points whose ``noface`` false-positive rate
 is at most ``--max-fp`` (2%). ``animal`` (mammal faces) is reported, not constrained.
 
-    python benchmarks/bench_real_detect.py --half test
-    python benchmarks/bench_real_detect.py --set min_inside=0 --set pad=0 --half test
-    python benchmarks/bench_real_detect.py sweep --half cal --pad 0,0.1,0.25,0.5
+    python benchmarks/bench_real_detect.py --data DIR --half test
+    python benchmarks/bench_real_detect.py --data DIR --set min_inside=0 --set pad=0 --half test
+    python benchmarks/bench_real_detect.py sweep --data DIR --half cal --pad 0,0.1,0.25,0.5
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", nargs="?", choices=("run", "sweep"), default="run")
-    parser.add_argument("--data", type=Path, default=Path("/work/data/realfaces"))
+    parser.add_argument("--data", type=Path, required=True, help="DATA_DIR/realfaces")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--set", action="append", default=[], help="detect key=value override")
     parser.add_argument("--half", choices=("all", "cal", "test"), default="all")

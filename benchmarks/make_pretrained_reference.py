@@ -9,9 +9,9 @@ Not run by CI: it needs TensorFlow and Node, which the project itself never uses
 
 Environments (outside the repo; only PyPI and npm are needed):
 
-    python3.11 -m venv /work/envs/tf
-    /work/envs/tf/bin/pip install tensorflow-cpu==2.15.1 "numpy<2" scikit-image matplotlib
-    mkdir -p /work/envs/tfjs && cd /work/envs/tfjs && npm init -y
+    python3.11 -m venv TF_VENV
+    TF_VENV/bin/pip install tensorflow-cpu==2.15.1 "numpy<2" scikit-image matplotlib
+    mkdir -p NODE_DIR && cd NODE_DIR && npm init -y
     npm install @vladmandic/face-api@1.7.15 @tensorflow/tfjs@4.22.0 \
         @tensorflow/tfjs-backend-wasm@4.22.0
 
@@ -20,8 +20,8 @@ pure-JS ``cpu`` backend: ``@tensorflow/tfjs-node`` would download a native libra
 
 Run from the repo root, after ``fer weights`` (the originals are read from ``weights/``):
 
-    /work/envs/tf/bin/python benchmarks/make_pretrained_reference.py \
-        --node-modules /work/envs/tfjs/node_modules
+    TF_VENV/bin/python benchmarks/make_pretrained_reference.py \
+        --node-modules NODE_DIR/node_modules
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def main() -> int:
     """Build the inputs, run both original runtimes, write the fixture."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=REPO / "weights")
-    parser.add_argument("--node-modules", type=Path, default=Path("/work/envs/tfjs/node_modules"))
+    parser.add_argument("--node-modules", type=Path, required=True, help="NODE_DIR/node_modules")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     hdf5 = args.weights / "minixception" / "emotion_model.hdf5"

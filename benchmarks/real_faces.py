@@ -3,7 +3,8 @@
 Writes ``<out>/images/<type>/<file>`` and ``<out>/truth.json`` (plus ``truth.csv``): one record
 per image with its ``type``, ``source``, size, ``n_faces`` and ground-truth ``boxes``
 (``[x, y, w, h]`` in pixels, or ``null`` where only the count is known). Nothing here is
-committed: the images stay under ``--out`` (default ``/work/data/realfaces``).
+committed: the images stay under ``--out`` (a folder of yours outside the repository, DATA_DIR
+below).
 
 Image types and sources (repository @ commit, path inside it):
 
@@ -41,12 +42,17 @@ Built with the defaults: portrait 380 (JAFFE 213, Yale 164, samples 3), fer2013 
 multi 400 (1487 labelled faces, 1227 of them >= 20 px), noface 269 (ImageNet 251, skimage
 18), animal 207 (ImageNet).
 
-Rebuild: bring the five repositories as bare git mirrors to ``--mirrors`` (the layout the
-session's ``fetch`` tool writes: ``<mirrors>/<owner>+<name>/repo``) or as plain clones
-(``<mirrors>/<owner>+<name>`` or ``<mirrors>/<name>``, each must contain the commit), then::
+Rebuild: bring the five repositories as bare git mirrors to ``--mirrors`` (laid out as
+``<mirrors>/<owner>+<name>/repo``) or as plain clones (``<mirrors>/<owner>+<name>`` or
+``<mirrors>/<name>``, each must contain the commit), then::
 
-    python benchmarks/real_faces.py --out /work/data/realfaces --mirrors /work/.mirror \\
-        --fer2013 /work/data/fer2013
+    python benchmarks/real_faces.py --out DATA_DIR/realfaces --mirrors MIRRORS \\
+        --fer2013 FER2013_DIR
+
+The ``expressions`` sub-command builds the labelled sets of ``bench_side_by_side.py`` instead
+(see :func:`expressions_main`)::
+
+    python benchmarks/real_faces.py expressions --out DATA_DIR/expressions --mirrors MIRRORS
 """
 
 from __future__ import annotations
@@ -347,6 +353,100 @@ def fer2013(root: Path, out: Path, n: int) -> list[Record]:
     return recs
 
 
+# -- labelled expression sets (bench_side_by_side.py) ---------------------------------------
+
+FER2013_IMAGES = ("RecepTahirGunlu/Duygu-Tanima", "8d429277ec5ff4aa605657546f26dd8139204fa0")
+CKPLUS48 = ("WuJie1010/Facial-Expression-Recognition.Pytorch",
+            "fefe6653f3e09912693a73c54e6a8247adca3090")  # fmt: skip
+JAFFE_CODES = {"AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral",
+               "SA": "sad", "SU": "surprise"}  # fmt: skip
+# CK+48 folders; contempt is not a FER-7 emotion and is left out.
+CKPLUS_FOLDERS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",
+                  "sadness": "sad", "surprise": "surprise"}  # fmt: skip
+EXPRESSION_SETS = ("jaffe", "fer2013", "ckplus")
+
+
+def jaffe_label(name: str) -> str | None:
+    """FER-7 emotion of a JAFFE file (``KA.AN1.39.jpg`` -> ``angry``), None if not coded."""
+    parts = name.split(".")
+    return JAFFE_CODES.get(parts[1][:2]) if len(parts) >= 3 else None
+
+
+def is_private_test(name: str) -> bool:
+    """Whether a FER2013 file name is an original PrivateTest image (``PrivateTest_<n>.jpg``;
+    the snapshot's augmented copies are ``PrivateTest_<n>.jpg<k>.jpg``)."""
+    stem = name.removeprefix("PrivateTest_").removesuffix(".jpg")
+    return name.startswith("PrivateTest_") and name.endswith(".jpg") and stem.isdigit()
+
+
+def ckplus_peaks(paths: list[str]) -> list[str]:
+    """The last frame of each CK+ sequence (``S010_004_00000019.png``): CK+48 keeps the last
+    three, near-duplicates of one another."""
+    last: dict[str, str] = {}
+    for path in sorted(paths):
+        subject, sequence = Path(path).name.split("_")[:2]
+        last[f"{Path(path).parent.name}/{subject}_{sequence}"] = path
+    return sorted(last.values())
+
+
+def _labelled_files(name: str, blobs: Blobs) -> list[tuple[str, str]]:
+    """``(path in the repository, FER-7 emotion)`` of one expression set."""
+    if name == "jaffe":
+        pairs = [(p, jaffe_label(Path(p).name)) for p in blobs.list("jaffe/")]
+    elif name == "fer2013":
+        pairs = [(p, Path(p).parent.name) for p in blobs.list("test/")
+                 if is_private_test(Path(p).name)]  # fmt: skip
+    else:
+        paths = [p for p in blobs.list("CK+48/") if Path(p).parent.name in CKPLUS_FOLDERS]
+        pairs = [(p, CKPLUS_FOLDERS[Path(p).parent.name]) for p in ckplus_peaks(paths)]
+    return [(p, label) for p, label in pairs if label is not None]
+
+
+def build_expression_set(name: str, mirrors: Path, out: Path) -> dict:
+    """Write ``out/<name>/<emotion>/<file>`` and ``out/<name>/manifest.json``; return it."""
+    repo, commit = {"jaffe": JAFFE, "fer2013": FER2013_IMAGES, "ckplus": CKPLUS48}[name]
+    blobs = Blobs(git_dir(mirrors, repo), commit)
+    pairs = _labelled_files(name, blobs)
+    labels = dict(pairs)
+    images, counts = [], defaultdict(int)
+    for path, data in blobs.read([p for p, _ in pairs]):
+        rel = f"{labels[path]}/{Path(path).name}"
+        dest = out / name / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        width, height = image_size(data)
+        images.append({"path": rel, "label": labels[path], "source_path": path,
+                       "width": width, "height": height})  # fmt: skip
+        counts[labels[path]] += 1
+    doc = {"set": name, "repo": repo, "commit": commit, "counts": dict(sorted(counts.items())),
+           "images": images}  # fmt: skip
+    (out / name / "manifest.json").write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+def expressions_main(argv: list[str]) -> int:
+    """``real_faces.py expressions``: the labelled real sets of ``bench_side_by_side.py``.
+
+    ``jaffe``: JAFFE's 213 studio portraits, labelled by their file names (``KA.AN1.39``);
+    ``fer2013``: the 3,589 original PrivateTest crops of a Kaggle image-folder snapshot
+    (``test/<emotion>/PrivateTest_<n>.jpg``; its augmented copies are skipped); ``ckplus``:
+    CK+48 (48 px grey crops of CK+ sequences), the last frame of each sequence, contempt left
+    out (not a FER-7 emotion). Sources are pinned above (repository @ commit).
+    """
+    doc = (expressions_main.__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="real_faces.py expressions", description=doc)
+    parser.add_argument("--out", type=Path, required=True, help="DATA_DIR: outside the repo")
+    parser.add_argument("--mirrors", type=Path, required=True, help="git mirrors or clones")
+    parser.add_argument("--sets", nargs="+", default=list(EXPRESSION_SETS),
+                        choices=EXPRESSION_SETS)  # fmt: skip
+    args = parser.parse_args(argv)
+    for name in args.sets:
+        doc = build_expression_set(name, args.mirrors, args.out)
+        counts = ", ".join(f"{k} {v}" for k, v in doc["counts"].items())
+        print(f"{args.out / name}: {len(doc['images'])} images ({counts})")
+    return 0
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -384,10 +484,13 @@ def build(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["expressions"]:
+        return expressions_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("/work/data/realfaces"))
-    parser.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
-    parser.add_argument("--fer2013", type=Path, default=Path("/work/data/fer2013"))
+    parser.add_argument("--out", type=Path, required=True, help="DATA_DIR: outside the repo")
+    parser.add_argument("--mirrors", type=Path, required=True, help="git mirrors or clones")
+    parser.add_argument("--fer2013", type=Path, required=True, help="FER2013 image folders")
     parser.add_argument("--n-multi", type=int, default=400, help="multi-face images (0 = all)")
     parser.add_argument("--n-web1", type=int, default=300, help="one-face web photos (0 = all)")
     parser.add_argument("--n-fer", type=int, default=400, help="FER2013 crops")
