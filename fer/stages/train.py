@@ -420,7 +420,12 @@ def _register(mrun: RunLogger, cfg: Config, paths: TrainPaths, result: FitResult
     mrun.log_artifact(paths.history)
     for extra in ("summary.json", "report.html"):
         mrun.log_artifact(Path(cfg.validate_.out_dir) / extra, artifact_path="validation")
-    uri = mrun.log_pyfunc(**log_arguments(paths.out / "model.pt", detector=cfg.detect.detector()))
+    landmarks = cfg.detect.crop.box == "landmarks"  # the model's recipe needs the landmark net
+    uri = mrun.log_pyfunc(
+        **log_arguments(
+            paths.out / "model.pt", detector=cfg.detect.detector(), landmarks=landmarks
+        )
+    )
     reg = tracking.register_if_better(
         cfg.tracking, model_uri=uri, run_id=mrun.run_id,
         metric="best_val_macro_f1", value=result.best_val_macro_f1,
