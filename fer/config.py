@@ -177,13 +177,25 @@ class ImportConfig(Section):
 
 
 class CropConfig(Section):
-    """How a detected face becomes a classifier input."""
+    """How a detected face becomes a classifier input (the face recipe of detect's crops).
+
+    ``box: landmarks`` frames the face by face-api's 68 landmarks instead of the detector's
+    box (``margin`` then grows the landmarks' box); ``rotate`` also levels the eyes.
+    """
 
     policy: Literal["all", "largest", "skip"] = "all"
+    box: Literal["detector", "landmarks"] = "detector"
+    rotate: bool = False
     margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
     square: bool = True
     size: Annotated[int, Field(ge=63, le=512)] = 64
     color: Literal["rgb", "gray"] = "rgb"
+
+    @model_validator(mode="after")
+    def _rotate_needs_landmarks(self) -> CropConfig:
+        if self.rotate and self.box != "landmarks":
+            raise ValueError("rotate: true needs box: landmarks (the eyes come from them)")
+        return self
 
 
 class DetectorSettings(Section):

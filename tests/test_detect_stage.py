@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from fer.config import Config, config_from_dict
-from fer.errors import InputError, ModelError
+from fer.errors import ConfigError, InputError, ModelError
 from fer.faces import detectors
 from fer.stages import detect
 from tests.kit import MAX_METRIC_KEYS, metric_columns
@@ -335,3 +335,29 @@ def test_detector_crash_on_one_image_is_recorded_and_retried(
     assert again["detected"] == 1 and again["errors"] == 1
     det = pd.read_parquet(project / "detections.parquet").set_index("path")
     assert det.loc["happy/two_faces.png", "n_faces"] == 2
+
+
+def test_landmark_aligned_crops(project: Path) -> None:
+    """``crop.box: landmarks, rotate: true``: crops framed by the 68 landmarks, eyes level,
+    cut exactly as `fer predict` cuts them for a model trained on them."""
+    from fer.data.images import load_rgb
+    from fer.faces.alignment import roll_degrees
+    from fer.faces.detectors import Face
+    from fer.faces.recipes import FaceCutter, FaceRecipe
+    from fer.learning.models.landmarks68 import FaceLandmarker
+
+    detect.run(_config(project))
+    cfg = _config(project, crop={"box": "landmarks", "rotate": True, "margin": 0.1})
+    out = detect.run(cfg)
+    assert out["detected"] == 0 and out["crops_written"] == 4  # same boxes, new crops
+    faces = pd.read_parquet(cfg.detect.faces)
+    row = faces[faces["path"] == "happy/astronaut.png"].iloc[0]
+    crop = cv2.cvtColor(cv2.imread(row["crop_path"]), cv2.COLOR_BGR2RGB)
+    image = load_rgb(project / "raw" / row["path"])
+    landmarker = FaceLandmarker()
+    face = Face(int(row["x"]), int(row["y"]), int(row["w"]), int(row["h"]), 1.0)
+    expected = FaceCutter(FaceRecipe.from_crop(cfg.detect.crop), landmarker).cut(image, [face])
+    assert np.array_equal(crop, expected[0])
+    assert abs(roll_degrees(landmarker.landmarks(crop, [(0, 0, 64, 64)])[0])) < 3.0
+    with pytest.raises(ConfigError, match="rotate: true needs box: landmarks"):
+        _config(project, crop={"rotate": True})

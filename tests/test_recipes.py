@@ -113,3 +113,18 @@ def test_levelled_recipe_levels_the_eyes(landmarker) -> None:
     crop = FaceCutter(recipe, landmarker).cut(turned, [Face(160, 53, 130, 130, 1.0)])[0]
     assert crop.shape == (128, 128, 3)
     assert abs(roll_degrees(landmarker.landmarks(crop, [(0, 0, 128, 128)])[0])) < 2.0
+
+
+def test_a_model_trained_on_landmark_crops_is_cut_by_landmarks() -> None:
+    from torch import nn
+
+    from fer.learning.preprocess import InputSpec
+    from fer.prediction.inference import FaceClassifier
+
+    crop = {"box": "landmarks", "rotate": True, "margin": 0.1, "size": 64}
+    spec = InputSpec(size=96, color="rgb", mean=(0.5,) * 3, std=(0.5,) * 3)
+    clf = FaceClassifier(nn.Identity(), spec, meta={"config": {"crop": crop}})
+    recipe = clf.recipe()
+    assert (recipe.box, recipe.rotate, recipe.margin, recipe.size) == ("landmarks", True, 0.1, 96)
+    old = FaceClassifier(nn.Identity(), spec, meta={"config": {"crop": {"margin": 0.3}}})
+    assert old.recipe() == FaceRecipe(margin=0.3, size=96)  # a model.pt from before recipes

@@ -39,7 +39,7 @@ def crop_face(image_rgb: np.ndarray, face: Face, crop: CropConfig) -> np.ndarray
     smears border pixels into stripes a model could learn), so the face centre stays at the
     crop centre even for a face at a corner. ``crop.color == "gray"`` converts to grey and back
     to three equal channels, so every model always gets 3 channels. Resized with INTER_AREA.
-    Other geometries (landmarks, levelled eyes): :func:`fer.faces.recipes.cut_face`.
+    Landmark boxes (``crop.box: landmarks``) need landmarks: see ``fer.faces.recipes``.
     """
     from fer.faces.recipes import FaceRecipe, cut_face
 
@@ -72,5 +72,9 @@ def crop_name(image_id: str, face_index: int) -> str:
 
 def crop_settings_hash(crop: CropConfig, detect_hash: str) -> str:
     """Identity of the crop files: crop settings plus the detection settings hash."""
-    key = {"crop": crop.model_dump(mode="json"), "detect": detect_hash, "version": 1}
+    settings = crop.model_dump(mode="json")
+    for name, default in (("box", "detector"), ("rotate", False)):  # keys added later: crops
+        if settings[name] == default:  # made before them keep their hash
+            del settings[name]
+    key = {"crop": settings, "detect": detect_hash, "version": 1}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

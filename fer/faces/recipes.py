@@ -116,8 +116,12 @@ class FaceRecipe:
 
     @classmethod
     def from_crop(cls, crop: CropConfig) -> FaceRecipe:
-        """The recipe of ``fer detect``'s crops (``detect.crop``): today's geometry exactly."""
-        return cls(margin=crop.margin, square=crop.square, color=crop.color, size=crop.size)
+        """The recipe of ``fer detect``'s crops (``detect.crop``; a detector box: the geometry
+        of :func:`fer.faces.crops.crop_face`)."""
+        return cls(
+            box=crop.box, rotate=crop.rotate, margin=crop.margin, square=crop.square,
+            color=crop.color, size=crop.size,
+        )  # fmt: skip
 
     def with_input(self, size: int, color: str) -> FaceRecipe:
         """The same recipe at a model's input size and colour."""

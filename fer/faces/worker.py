@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fer.faces.crops import crop_face, crop_name, kept_indices
+from fer.faces.crops import crop_name, kept_indices
 from fer.faces.detectors import Face
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fer.config import CropConfig, DetectorSettings
     from fer.faces.detectors import Detector
+    from fer.faces.landmarks import Landmarker
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class WorkerSpec:
     max_pixels: int
     cv_threads: int = 1  # 1 in pool workers (one process per core); 0 = OpenCV's default
     needs_detector: bool = True  # False when every task only writes crops (precropped, cached)
+    landmarker: Callable[[], Landmarker] | None = None  # builds one (picklable) for crop.box
+    # landmarks; the stage passes it, this room never imports the net
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class Result:
     crop_error: str = ""
 
 
-_STATE: dict[str, Any] = {"cfg": None, "detector": None, "threads": None}
+_STATE: dict[str, Any] = {"cfg": None, "detector": None, "threads": None, "landmarker": None}
 
 
 def _detector(spec: WorkerSpec) -> Detector:
@@ -72,6 +77,19 @@ def _detector(spec: WorkerSpec) -> Detector:
     return _STATE["detector"]
 
 
+def _landmarker(spec: WorkerSpec) -> Landmarker:
+    """The process's landmarker, built once from ``spec.landmarker``.
+
+    Raises:
+        ValueError: the crop settings need landmarks but the spec brings no landmarker.
+    """
+    if spec.landmarker is None:
+        raise ValueError("detect.crop.box is landmarks but no landmarker was given")
+    if _STATE["landmarker"] is None:
+        _STATE["landmarker"] = spec.landmarker()
+    return _STATE["landmarker"]
+
+
 def init_worker(spec: WorkerSpec) -> None:
     """Process-pool initializer: one OpenCV thread per process, model loaded up front."""
     import cv2
@@ -83,20 +101,30 @@ def init_worker(spec: WorkerSpec) -> None:
 
 
 def write_crops(image_rgb: Any, image_id: str, faces: list[Face], spec: WorkerSpec) -> int:
-    """Write the missing crops of the faces the policy keeps; returns how many were written."""
+    """Write the missing crops of the faces the policy keeps; returns how many were written.
+
+    Cut by ``detect.crop``'s recipe (:class:`fer.faces.recipes.FaceCutter`; with
+    ``box: landmarks`` the landmarks of those faces are found first).
+    """
     import cv2
 
+    from fer.faces.recipes import FaceCutter, FaceRecipe
     from fer.io import atomic_path
 
+    # Same name = same content, settings and face: the stage wipes the dir whenever crop or
+    # detection settings change, and writes are atomic (never partial).
+    missing = [
+        (index, target)
+        for index in kept_indices(faces, spec.crop.policy)
+        if not (target := Path(spec.crops_dir) / crop_name(image_id, index)).is_file()
+    ]
+    if not missing:
+        return 0
+    recipe = FaceRecipe.from_crop(spec.crop)
+    cutter = FaceCutter(recipe, _landmarker(spec) if recipe.needs_landmarks else None)
+    crops = cutter.cut(image_rgb, [faces[index] for index, _ in missing])
     written = 0
-    for index in kept_indices(faces, spec.crop.policy):
-        face = faces[index]
-        target = Path(spec.crops_dir) / crop_name(image_id, index)
-        if target.is_file():
-            # Same name = same content, settings and face: the stage wipes the dir whenever
-            # crop or detection settings change, and writes are atomic (never partial).
-            continue
-        crop = crop_face(image_rgb, face, spec.crop)
+    for (_, target), crop in zip(missing, crops, strict=True):
         with atomic_path(target) as tmp:
             if not cv2.imwrite(str(tmp), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
                 raise OSError(f"cannot write {target}")

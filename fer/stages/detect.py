@@ -168,7 +168,8 @@ def _detect(
         create_detector(dcfg)  # fail fast (ModelError) in this process, not per image
     crops_dir = str(Path(dcfg.crops_dir).resolve())
     spec = WorkerSpec(detect=dcfg.detector(), crop=dcfg.crop, crops_dir=crops_dir,
-                      max_pixels=cfg.ingest.max_pixels, needs_detector=needs_detector)  # fmt: skip
+                      max_pixels=cfg.ingest.max_pixels, needs_detector=needs_detector,
+                      landmarker=_landmarker_factory(dcfg.crop))  # fmt: skip
     size = _batch_size(dcfg, len(tasks), workers)
     detected = crops_written = 0
     with bar(total=len(tasks), desc="detect", unit="img") as progress:
@@ -188,6 +189,19 @@ def _detect(
                 results[r.image_id] = r
             progress.update(len(batch_results))
     return {"detected": detected, "crops_written": crops_written}
+
+
+def _landmarker_factory(crop: CropConfig) -> Any:
+    """For ``crop.box: landmarks``: a picklable builder of face-api's landmark net (one thread
+    per worker process), checked here first (ModelError when its weights are missing)."""
+    if crop.box != "landmarks":
+        return None
+    from functools import partial
+
+    from fer.learning.models.landmarks68 import FaceLandmarker, landmark_net
+
+    landmark_net()  # fail fast in this process, not per image
+    return partial(FaceLandmarker, threads=1)
 
 
 def _ok_rows(manifest: Path) -> pd.DataFrame:

@@ -453,10 +453,10 @@ def _register(
     mrun.log_artifact(paths.history)
     for extra in ("summary.json", "report.html"):
         mrun.log_artifact(Path(cfg.validate_.out_dir) / extra, artifact_path="validation")
-    recipe = shipped_recipe(model_config(cfg, name))
-    landmarks = recipe is not None and recipe.box == "landmarks"
-    uri = mrun.log_pyfunc(**log_arguments(
-        paths.out / "model.pt", detector=cfg.detect.detector(), landmarks=landmarks
+    recipe = shipped_recipe(model_config(cfg, name))  # else the crops': detect.crop
+    box = recipe.box if recipe is not None else cfg.detect.crop.box
+    uri = mrun.log_pyfunc(**log_arguments(  # a recipe of landmarks needs the landmark net
+        paths.out / "model.pt", detector=cfg.detect.detector(), landmarks=box == "landmarks"
     ))  # fmt: skip
     reg = tracking.register_if_better(
         cfg.tracking, model_uri=uri, run_id=mrun.run_id,
