@@ -375,5 +375,7 @@ def _print_votes(r: dict[str, Any]) -> None:
         )
     print(
         f"    not a face (NF most voted): {r['not_face']}; ties among emotions: "
-        f"{r['emotion_ties']}"
+        f"{r['emotion_ties']}\n"
+        "  `fer ingest` joins the votes into the manifest; `evaluate` then also scores against "
+        "FER+, and train.labels: ferplus_majority | ferplus_soft trains on them"
     )
