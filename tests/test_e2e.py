@@ -48,11 +48,9 @@ def test_fresh_clone_builds_every_output(built: Path) -> None:
     shown = json.loads(sh(built, DVC, "metrics", "show", "--json").stdout)
     files = shown[""]["data"]  # {"": {"data": {path: {"data": {...}}}}} for the workspace
     columns = {path: metric_columns(doc["data"]) for path, doc in files.items()}
-    assert set(columns) == {
-        "metrics/alexnet.json", "metrics/baseline.json", "metrics/detect.json",
-        "metrics/validate.json",
-    }  # fmt: skip
-    for model in ("alexnet", "baseline"):
+    models = load_config(built / "params.yaml").train.models
+    assert set(columns) == {f"metrics/{name}.json" for name in [*models, "detect", "validate"]}
+    for model in models:
         assert {"accuracy", "macro_f1", "true_label_accuracy"} <= columns[f"metrics/{model}.json"]
     assert {"box_precision", "box_recall", "box_f1"} <= columns["metrics/detect.json"]
     assert {"gate_passed", "auditor_accuracy", "mislabel_f1"} <= columns["metrics/validate.json"]
@@ -62,7 +60,7 @@ def test_fresh_clone_builds_every_output(built: Path) -> None:
 def test_report_after_the_pipeline_shows_every_model(built: Path) -> None:
     sh(built, str(BIN / "fer"), "report")  # `make run` runs it after `dvc repro`
     report = (built / "reports/report.md").read_text()
-    for model in ("alexnet", "baseline"):
+    for model in load_config(built / "params.yaml").train.models:
         accuracy = json.loads((built / f"metrics/{model}.json").read_text())["accuracy"]
         assert re.search(rf"^\| {model} \| \d+ \| {accuracy:.3f} \|", report, re.M), report
     assert "data:image/png;base64," in (built / "reports/report.html").read_text()
