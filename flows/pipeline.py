@@ -196,7 +196,7 @@ def pipeline(
     overrides: list[str] | None = None,
     force: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run every stage of dvc.yaml (sample → … → evaluate@m → report) through DVC, in order.
+    """Run every stage of dvc.yaml (sample → … → evaluate@m) through DVC, in order.
 
     Args:
         models: models to train and evaluate (default: ``train.models`` in params).
