@@ -67,14 +67,17 @@ def test_report_after_the_pipeline_shows_every_model(built: Path) -> None:
     assert re.search(r"^\| alexnet \|.*\| \d+ \|$", report, re.M)  # its training time, in s
 
 
-def test_sandbox_models_never_answer_fer_predict_by_default(built: Path) -> None:
-    """After a sandbox-only run (AlexNet and the baseline, both fitted to drawn faces), the
-    default `fer predict` refuses with the rule and the way out, instead of misreading photos."""
+def test_after_a_sandbox_run_fer_predict_answers_with_a_real_face_model(built: Path) -> None:
+    """The sandbox's models (AlexNet, the baseline, mini-Xception fine-tuned on drawn faces) are
+    registered but never the champion: the default `fer predict` answers with FaceExpressionNet
+    as shipped, the one model of the run that has learned from real faces."""
+    models = load_config(built / "params.yaml").train.models
+    assert "faceexpr-zeroshot" in models and "alexnet" in models
     image = next((built / "data/sandbox").rglob("*.jpg"))
-    proc = sh(built, str(BIN / "fer"), "predict", str(image), "--json", check=False)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "never one fitted to the sandbox's drawn faces" in proc.stderr
-    assert "pretrained:NAME" in proc.stderr
+    proc = sh(built, str(BIN / "fer"), "predict", str(image), "--json")
+    assert "model: models:/fer-classifier@champion" in proc.stderr
+    assert ", faceexpr)" in proc.stderr, proc.stderr  # the architecture behind the alias
+    assert json.loads(proc.stdout)[0]["faces"]
     ok = sh(built, str(BIN / "fer"), "predict", str(image), "--json", "--model", "alexnet")
     assert json.loads(ok.stdout)  # asked for by name, a sandbox model still answers
 
