@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from fer import CLASSES
+from fer.errors import ConfigError
 
 
 class Taxonomy:
@@ -28,6 +29,19 @@ class Taxonomy:
     def class_of(self, expression: str) -> str | None:
         """The class of a folder name, or None when the taxonomy does not know it."""
         return self._class_of.get(normalize(expression))
+
+    def folder(self, key: str, name: str) -> str:
+        """``name`` normalised, checked to be a folder of this taxonomy.
+
+        Raises:
+            ConfigError: it is not, naming the params ``key`` that gave it.
+        """
+        if name not in self:
+            raise ConfigError(
+                f"{key}: folder {name!r} is not in the taxonomy "
+                f"(one of {', '.join(self.expressions)})"
+            )
+        return normalize(name)
 
     def __contains__(self, expression: object) -> bool:
         return isinstance(expression, str) and normalize(expression) in self._class_of

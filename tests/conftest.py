@@ -11,7 +11,7 @@ Both are session-scoped factories, so module-scoped fixtures can use them too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +53,27 @@ def make_params(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """The packaged networks are tiny: one thread is fastest, and immune to a busy machine.
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def landmarker():
+    """face-api's landmark net (``fer weights``); a clear failure when absent."""
+    from fer.errors import ModelError
+    from fer.learning.models.landmarks68 import FaceLandmarker
+
+    try:
+        return FaceLandmarker()
+    except ModelError as exc:
+        pytest.fail(str(exc))

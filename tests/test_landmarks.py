@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from fer.errors import ModelError
 from fer.faces.alignment import (
     eye_centres,
     faceapi_box,
@@ -39,23 +38,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "landmarks_reference.json"
 PIXEL_TOLERANCE = 1e-3  # px; the port agrees to about 3e-5 px
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def landmarker():
-    """face-api's landmark net (``fer weights``); a clear failure when absent."""
-    from fer.learning.models.landmarks68 import FaceLandmarker
-
-    try:
-        return FaceLandmarker()
-    except ModelError as exc:
-        pytest.fail(str(exc))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ The fixture holds what Keras and face-api (TensorFlow.js) computed on 24 fixed i
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +38,7 @@ MODELS = ("minixception", "faceexpr")
 EMOTIONS = {"minixception": FER2013_EMOTIONS, "faceexpr": FACEAPI_LABELS}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """These networks are tiny: one thread is fastest, and immune to a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

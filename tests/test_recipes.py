@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from fer.config import CropConfig
-from fer.errors import ModelError
 from fer.faces.alignment import roll_degrees
 from fer.faces.crops import crop_face
 from fer.faces.detectors import Face
@@ -28,16 +27,6 @@ from fer.learning.models.pretrained import weights_path
 from tests.photos import CENTRES, landmark_cases, photo, rotated
 
 FIXTURE = Path(__file__).parent / "fixtures" / "landmarks_reference.json"
-
-
-@pytest.fixture(scope="module")
-def landmarker():
-    from fer.learning.models.landmarks68 import FaceLandmarker
-
-    try:
-        return FaceLandmarker()
-    except ModelError as exc:
-        pytest.fail(str(exc))
 
 
 def test_detect_crop_recipe_is_crop_face() -> None:

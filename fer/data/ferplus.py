@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fer import CLASSES
-from fer.errors import ConfigError, InputError
+from fer.errors import InputError
 from fer.labels import Taxonomy, normalize
 
 FERPLUS_EMOTIONS: tuple[str, ...] = (
@@ -107,12 +107,7 @@ def emotion_folders(
         else:
             fer = AS_FER2013[emotion]
             key, folder = f"import.fer2013.{fer}", fer2013.get(fer, "")
-        if folder not in taxonomy:
-            raise ConfigError(
-                f"{key}: folder {folder!r} is not in the taxonomy "
-                f"(one of {', '.join(taxonomy.expressions)})"
-            )
-        folders.append(normalize(folder))
+        folders.append(taxonomy.folder(key, folder))
     return tuple(folders)
 
 

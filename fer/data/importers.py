@@ -23,7 +23,7 @@ import numpy as np
 
 from fer import FER2013_EMOTIONS
 from fer.errors import ConfigError
-from fer.labels import Taxonomy, normalize
+from fer.labels import Taxonomy
 
 FER2013_SIZE = 48
 FER2013_USAGE_PATTERN = r"(?i)^(?:fer2013_)?(training|publictest|privatetest)_"
@@ -62,13 +62,7 @@ def fer2013_folders(mapping: Mapping[str, str], taxonomy: Taxonomy) -> tuple[str
     for emotion in FER2013_EMOTIONS:
         if emotion not in mapping:
             raise ConfigError(f"import.fer2013.{emotion}: missing (map it to an expression)")
-        folder = mapping[emotion]
-        if folder not in taxonomy:
-            raise ConfigError(
-                f"import.fer2013.{emotion}: folder {folder!r} is not in the taxonomy "
-                f"(one of {', '.join(taxonomy.expressions)})"
-            )
-        folders.append(normalize(folder))
+        folders.append(taxonomy.folder(f"import.fer2013.{emotion}", mapping[emotion]))
     return tuple(folders)
 
 
