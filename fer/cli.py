@@ -128,6 +128,10 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--out", type=Path, help="folder for annotated output (default: predict.out_dir)"
     )
     p.add_argument("--json", action="store_true", help="print the JSON contract to stdout")
+    p.add_argument(
+        "--precropped", action="store_true",
+        help="every image is one face crop (e.g. FER2013): no detector, the whole image is read",
+    )  # fmt: skip
 
     p = sub.add_parser("api", parents=[common], help="serve a model over HTTP (FastAPI)")
     p.add_argument("--model", help="model dir, MLflow model URI (default: predict.model)")
@@ -197,7 +201,7 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "predict": (
         "fer.stages.predict",
         "run",
-        ("paths", "model", "out", "json", "camera", "show", "detect_with"),
+        ("paths", "model", "out", "json", "camera", "show", "detect_with", "precropped"),
     ),
     "api": ("fer.stages.api", "run", ("model", "host", "port", "workers", "max_bytes")),
     "pipeline": ("flows.launcher", "run", ("models", "force", "params")),

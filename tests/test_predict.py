@@ -272,3 +272,41 @@ def test_predict_import_path_is_light(model_dir: Path, images: dict[str, Path], 
     )
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY [] 0" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_precropped_folder_reads_each_whole_image_as_one_face(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fer predict DIR --precropped` (FER2013-style 48 px crops): no detector, one face per
+    image, its box the whole image, and the model's answer on the whole image resized."""
+    import skimage.data
+
+    from fer.cli import main
+    from fer.config import load_config
+    from fer.prediction.model_resolution import resolve_model
+    from fer.stages.predict import load_classifier
+
+    face = skimage.data.astronaut()[40:200, 150:300]  # the face, already framed
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for i, size in enumerate((48, 64)):
+        grey = cv2.cvtColor(cv2.resize(face, (size, size)), cv2.COLOR_RGB2GRAY)
+        cv2.imwrite(str(crops / f"face{i}.png"), grey)
+    monkeypatch.chdir(tmp_path)
+    params = str(REPO / "params.yaml")
+    args = ["--params", params, "predict", str(crops), "--precropped", "--json"]
+    assert main([*args, "--model", "pretrained:minixception", "--out", "out"]) == 0
+    out, err = capsys.readouterr()
+    assert "detector: none: --precropped" in err
+    records = {Path(r["path"]).name: r for r in json.loads(out)}
+    cfg = load_config(params)
+    classifier, cutter = load_classifier(resolve_model(cfg, "pretrained:minixception").path, cfg)
+    size = classifier.input_spec.size
+    for i, side in enumerate((48, 64)):
+        (found,) = records[f"face{i}.png"]["faces"]  # exactly one face, the whole image
+        assert found["box"] == [0, 0, side, side]
+        image = cv2.cvtColor(cv2.imread(str(crops / f"face{i}.png")), cv2.COLOR_BGR2RGB)
+        whole = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)  # its recipe
+        expected = classifier.predict_proba(whole[None])[0]
+        assert list(found["probs"].values()) == pytest.approx(list(expected), abs=2e-3)
+    assert records["face0.png"]["faces"][0]["label"] == "positive"  # the astronaut smiles

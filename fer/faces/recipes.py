@@ -20,7 +20,7 @@ it through :class:`FaceCutter`. Three recipes matter:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -249,6 +249,26 @@ class FaceCutter:
             cut_face(image_rgb, f, self.recipe, None if points is None else points[i])
             for i, f in enumerate(faces)
         ]
+
+
+class WholeImage:
+    """The "detector" of pre-cropped faces (FER2013-style datasets): every image is one face."""
+
+    name = "precropped"
+
+    def detect(self, image_rgb: np.ndarray) -> list[Face]:
+        """One face, the whole image."""
+        height, width = image_rgb.shape[:2]
+        return [Face(0, 0, width, height, 1.0)]
+
+
+def whole_image_recipe(recipe: FaceRecipe) -> FaceRecipe:
+    """``recipe`` for an image that is already one face crop: the whole image, resized to the
+    model's size and colour (as ``detect.mode: precropped`` makes training crops): no margin,
+    offsets, landmarks or rotation, which would cut into a face someone already framed."""
+    return replace(
+        recipe, box="detector", margin=0.0, offsets=(0, 0), square=False, clip=False, rotate=False
+    )
 
 
 def as_cutter(crop: FaceCutter | CropConfig) -> FaceCutter:

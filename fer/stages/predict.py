@@ -51,8 +51,12 @@ def run(
     camera: int | None = None,
     show: bool = False,
     detect_with: str = "model",
+    precropped: bool = False,
 ) -> dict[str, Any]:
     """Predict on ``paths`` (and/or a camera); write annotated files and ``predictions.json``.
+
+    ``precropped``: every image is already one face crop (FER2013-style folders): no detector,
+    the whole image is the face, resized to the model's input (its recipe's size and colour).
 
     Returns:
         ``{"records", "out_dir", "model", "images", "videos", "faces", "errors", "seconds"}``.
@@ -71,10 +75,17 @@ def run(
     log = sys.stderr if json else sys.stdout
     resolved = resolve_model(cfg, model)
     classifier, crop = load_classifier(resolved.path, cfg)
-    detector = _detector(classifier, cfg, detect_with)
+    if precropped:
+        from fer.faces.recipes import FaceCutter, WholeImage, whole_image_recipe
+
+        detector: Any = WholeImage()
+        crop = FaceCutter(whole_image_recipe(crop.recipe))
+        source = "none: --precropped, each image is one face"
+    else:
+        detector = _detector(classifier, cfg, detect_with)
+        source = f"{detector.name} (settings from the {detect_with})"
     print(
-        f"model: {resolved.source} ({resolved.path}, {classifier.arch}); "
-        f"detector: {detector.name} (settings from the {detect_with})",
+        f"model: {resolved.source} ({resolved.path}, {classifier.arch}); detector: {source}",
         file=sys.stderr,
     )
     video = VideoJob(out_dir, cfg, detector, classifier, crop, window)
