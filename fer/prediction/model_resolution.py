@@ -133,10 +133,10 @@ def pretrained_model(cfg: Config, name: str) -> Path:
 
     from fer.learning.models.pretrained import CATALOG, provenance
 
-    if name not in CATALOG:
-        raise ModelError(
-            f"--model {PRETRAINED}{name}: no such pretrained model (known: {', '.join(CATALOG)})"
-        )
+    classifiers = [n for n, source in CATALOG.items() if source.role == "expressions"]
+    if name not in classifiers:
+        known = ", ".join(classifiers)
+        raise ModelError(f"--model {PRETRAINED}{name}: no such pretrained model (known: {known})")
     from fer.learning.models.emotions import emotion_classes
 
     mapping = emotion_classes(cfg.import_.fer2013, cfg.taxonomy)
