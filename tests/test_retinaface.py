@@ -196,3 +196,13 @@ def test_missing_or_corrupt_weights_name_fer_weights(
     assert "\n" not in str(err.value)
     with pytest.raises(ModelError, match=r"detect.model_path.*not found"):
         create_detector(DetectorSettings(backend="retinaface", model_path=tmp_path / "x.pth"))
+
+
+def test_detector_weights_are_no_pretrained_classifier() -> None:
+    """``--model pretrained:retinaface`` is refused: only expression nets are classifiers."""
+    from fer.config import config_from_dict
+    from fer.prediction.model_resolution import pretrained_model
+
+    cfg = config_from_dict({"taxonomy": {"positive": ["a"], "negative": ["b"], "neutral": ["c"]}})
+    with pytest.raises(ModelError, match=r"no such pretrained model \(known: minixception, "):
+        pretrained_model(cfg, "retinaface")
