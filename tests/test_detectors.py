@@ -153,7 +153,8 @@ def test_unknown_backend_is_refused_when_params_load() -> None:
 
     from fer.config import DetectorSettings, config_from_dict
 
-    with pytest.raises(ConfigError, match=r"detect\.backend: .*'ssd', 'haar', 'yunet' or 'retinaface'"):
+    refused = r"detect\.backend: .*'ssd', 'haar', 'yunet' or 'retinaface'"
+    with pytest.raises(ConfigError, match=refused):
         config_from_dict({"taxonomy": {"positive": ["a"], "negative": ["b"], "neutral": ["c"]},
                           "detect": {"backend": "mtcnn"}})  # fmt: skip
     # The params schema and the registry of backend modules name the same backends.
