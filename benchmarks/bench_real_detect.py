@@ -352,11 +352,40 @@ def compare(args: argparse.Namespace, argv: list[str]) -> int:
         res = by_type(out, cfg.iou_threshold)
         results.append({"case": label, "results": res})
         print(f"\n## {label or 'params.yaml'}\n{header([], cfg).splitlines()[1]}\n{table(res)}")
+    if args.frame_rounds:
+        print(frame_speed(detectors, args.case or ["params.yaml"], args.frame_rounds))
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\n# load average after: {load}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def frame_speed(detectors: list, labels: list[str], rounds: int) -> str:
+    """Median ms per ``detect`` on one 640×480 photo (the astronaut letterboxed), the cases
+    interleaved over ``rounds`` rounds after one warm-up call each."""
+    import statistics
+
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    frame = np.full((480, 640, 3), 30, np.uint8)
+    frame[:, 80:560] = cv2.resize(
+        skimage.data.astronaut(), (480, 480), interpolation=cv2.INTER_AREA
+    )
+    times: list[list[float]] = [[] for _ in detectors]
+    for det in detectors:
+        det.detect(frame)
+    for _ in range(rounds):
+        for det, out in zip(detectors, times, strict=True):
+            start = time.perf_counter()
+            det.detect(frame)
+            out.append(1000 * (time.perf_counter() - start))
+    lines = [f"\n# 640x480 photo, median of {rounds} interleaved rounds (min):"]
+    for label, out in zip(labels, times, strict=True):
+        lines.append(f"#   {label}: {statistics.median(out):.1f} ms ({min(out):.1f} ms)")
+    return "\n".join(lines)
 
 
 def progress(items: list) -> Any:
@@ -406,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     cmp = parser.add_argument_group("compare")
     cmp.add_argument("--case", action="append", default=None, help="key=value,... overrides")
     cmp.add_argument("--cv-threads", type=int, default=None, help="cv2.setNumThreads first")
+    cmp.add_argument("--frame-rounds", type=int, default=0, help="also time a 640x480 photo")
     args = parser.parse_args(argv)
     modes = {"sweep": sweep, "compare": compare, "run": evaluate}
     return modes[args.mode](args, argv)
