@@ -21,6 +21,7 @@ the nose tip, the mouth corner on the image's left, the other mouth corner.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -163,11 +164,13 @@ class RetinaFaceNet(nn.Module):
         return boxes, F.softmax(logits, dim=-1)[..., 1], marks
 
 
+@functools.lru_cache(maxsize=16)
 def prior_boxes(height: int, width: int) -> np.ndarray:
     """Anchors ``(A, 4)`` as ``(cx, cy, w, h)`` relative to the image, in the heads' order.
 
     Per level (stride 8, 16, 32) a ``ceil(H/stride)`` × ``ceil(W/stride)`` grid, row by row,
-    and per cell the level's two square sizes in turn.
+    and per cell the level's two square sizes in turn. Cached per size (video frames share
+    one); the array is read-only.
     """
     out = []
     for step, sizes in zip(STEPS, ANCHOR_SIZES, strict=True):
@@ -183,7 +186,9 @@ def prior_boxes(height: int, width: int) -> np.ndarray:
         level[..., 2] = np.asarray(sizes) / width
         level[..., 3] = np.asarray(sizes) / height
         out.append(level.reshape(-1, 4))
-    return np.concatenate(out).astype(np.float32)
+    priors = np.concatenate(out).astype(np.float32)
+    priors.flags.writeable = False
+    return priors
 
 
 def decode_boxes(offsets: np.ndarray, priors: np.ndarray) -> np.ndarray:
