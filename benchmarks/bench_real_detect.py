@@ -29,6 +29,13 @@ is at most ``--max-fp`` (2%). ``animal`` (mammal faces) is reported, not constra
     python benchmarks/bench_real_detect.py --data DIR --half test
     python benchmarks/bench_real_detect.py --data DIR --set min_inside=0 --set pad=0 --half test
     python benchmarks/bench_real_detect.py sweep --data DIR --half cal --pad 0,0.1,0.25,0.5
+
+The ``compare`` subcommand runs several settings side by side on the same images, in turn on
+each image (so a change of machine load touches every case alike), and prints one table per
+``--case`` (comma-separated ``key=value`` overrides on top of ``--set``):
+
+    python benchmarks/bench_real_detect.py compare --data DIR --half test --case backend=ssd \
+        --case backend=retinaface,min_confidence=0.9
 """
 
 from __future__ import annotations
@@ -313,6 +320,81 @@ def print_grid(grid: list[tuple[tuple, dict]], max_fp: float) -> None:
 # -- main ----------------------------------------------------------------------------------
 
 
+def compare(args: argparse.Namespace, argv: list[str]) -> int:
+    """Each ``--case`` on the same images, interleaved per image; one table per case."""
+    from fer.data.images import load_rgb
+    from fer.faces.detectors import create_detector
+
+    base = detect_config(args.set, args.params)
+    recs = load_truth(args.data, args.half, tuple(args.types.split(",")))
+    min_px = args.min_truth_px if args.min_truth_px is not None else base.min_face_px
+    cases = [detect_config([*args.set, *c.split(",")], args.params) for c in args.case or [""]]
+    print(header(argv, base, f", half={args.half}, images={len(recs)}, min_truth_px={min_px}"))
+    if args.cv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.cv_threads)
+        print(f"# OpenCV threads: {args.cv_threads}")
+    detectors = [create_detector(cfg) for cfg in cases]
+    rows: list[list[dict]] = [[] for _ in cases]
+    for rec in progress(recs):
+        rgb = load_rgb(args.data / "images" / rec["path"])
+        for det, out in zip(detectors, rows, strict=True):
+            start = time.perf_counter()
+            faces = det.detect(rgb)
+            ms = 1000 * (time.perf_counter() - start)
+            out.append({"path": rec["path"], "type": rec["type"], "ms": ms,
+                        "pred": [list(f.box) for f in faces],
+                        "scores": [f.score for f in faces]})  # fmt: skip
+    results = []
+    for label, cfg, out in zip(args.case or ["params.yaml"], cases, rows, strict=True):
+        attach_truth(out, recs, min_px)
+        res = by_type(out, cfg.iou_threshold)
+        results.append({"case": label, "results": res})
+        print(f"\n## {label or 'params.yaml'}\n{header([], cfg).splitlines()[1]}\n{table(res)}")
+    if args.frame_rounds:
+        print(frame_speed(detectors, args.case or ["params.yaml"], args.frame_rounds))
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\n# load average after: {load}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def frame_speed(detectors: list, labels: list[str], rounds: int) -> str:
+    """Median ms per ``detect`` on one 640×480 photo (the astronaut letterboxed), the cases
+    interleaved over ``rounds`` rounds after one warm-up call each."""
+    import statistics
+
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    frame = np.full((480, 640, 3), 30, np.uint8)
+    frame[:, 80:560] = cv2.resize(
+        skimage.data.astronaut(), (480, 480), interpolation=cv2.INTER_AREA
+    )
+    times: list[list[float]] = [[] for _ in detectors]
+    for det in detectors:
+        det.detect(frame)
+    for _ in range(rounds):
+        for det, out in zip(detectors, times, strict=True):
+            start = time.perf_counter()
+            det.detect(frame)
+            out.append(1000 * (time.perf_counter() - start))
+    lines = [f"\n# 640x480 photo, median of {rounds} interleaved rounds (min):"]
+    for label, out in zip(labels, times, strict=True):
+        lines.append(f"#   {label}: {statistics.median(out):.1f} ms ({min(out):.1f} ms)")
+    return "\n".join(lines)
+
+
+def progress(items: list) -> Any:
+    """``items`` with fer's progress bar (off when not a terminal)."""
+    from fer.progress import bar
+
+    return bar(items, desc="images", unit="img")
+
+
 def evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     """Run the configured detector on the benchmark and print the per-type table."""
     cfg = detect_config(args.set, args.params)
@@ -333,7 +415,7 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", nargs="?", choices=("run", "sweep"), default="run")
+    parser.add_argument("mode", nargs="?", choices=("run", "sweep", "compare"), default="run")
     parser.add_argument("--data", type=Path, required=True, help="DATA_DIR/realfaces")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--set", action="append", default=[], help="detect key=value override")
@@ -350,8 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--inside", default="0,0.6")
     sw.add_argument("--floor", type=float, default=0.2, help="confidence kept in the raw cache")
     sw.add_argument("--max-fp", type=float, default=0.02, help="no-face FP limit of the pick")
+    cmp = parser.add_argument_group("compare")
+    cmp.add_argument("--case", action="append", default=None, help="key=value,... overrides")
+    cmp.add_argument("--cv-threads", type=int, default=None, help="cv2.setNumThreads first")
+    cmp.add_argument("--frame-rounds", type=int, default=0, help="also time a 640x480 photo")
     args = parser.parse_args(argv)
-    return sweep(args, argv) if args.mode == "sweep" else evaluate(args, argv)
+    modes = {"sweep": sweep, "compare": compare, "run": evaluate}
+    return modes[args.mode](args, argv)
 
 
 if __name__ == "__main__":

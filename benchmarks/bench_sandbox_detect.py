@@ -42,7 +42,6 @@ def project_params(root: Path, detect: dict[str, Any]) -> dict[str, Any]:
         "images": str(root / "out" / "detections.parquet"),
         "crops_dir": str(root / "out" / "crops"),
         "cache_dir": str(root / "out" / "cache"),
-        "truth": str(root / "truth.csv"),
         "metrics": str(root / "out" / "detect.json"),
         "details": str(root / "out" / "detect_details.json"),
         **detect,

@@ -206,7 +206,7 @@ class DetectorSettings(Section):
     detect with those (README: which settings win).
     """
 
-    backend: Literal["ssd", "haar", "yunet"] = "ssd"
+    backend: Literal["ssd", "haar", "yunet", "retinaface"] = "ssd"
     model_path: Path | None = None
     min_confidence: Fraction = 0.75
     min_confidence_next: Fraction = 0.4

@@ -153,12 +153,13 @@ def test_unknown_backend_is_refused_when_params_load() -> None:
 
     from fer.config import DetectorSettings, config_from_dict
 
-    with pytest.raises(ConfigError, match=r"detect\.backend: .*'ssd', 'haar' or 'yunet'"):
+    refused = r"detect\.backend: .*'ssd', 'haar', 'yunet' or 'retinaface'"
+    with pytest.raises(ConfigError, match=refused):
         config_from_dict({"taxonomy": {"positive": ["a"], "negative": ["b"], "neutral": ["c"]},
                           "detect": {"backend": "mtcnn"}})  # fmt: skip
     # The params schema and the registry of backend modules name the same backends.
     allowed = typing.get_args(DetectorSettings.model_fields["backend"].annotation)
-    assert available_backends() == sorted(allowed) == ["haar", "ssd", "yunet"]
+    assert available_backends() == sorted(allowed) == ["haar", "retinaface", "ssd", "yunet"]
 
 
 def test_each_backend_declares_the_files_to_package(tmp_path: Path) -> None:
@@ -168,7 +169,7 @@ def test_each_backend_declares_the_files_to_package(tmp_path: Path) -> None:
     from fer.config import DetectorSettings
     from fer.faces.detectors import packaged_files
 
-    for backend in ("ssd", "haar"):
+    for backend in ("ssd", "haar", "retinaface"):
         settings = DetectorSettings(backend=backend)
         files = packaged_files(settings)
         assert files and all(f.is_file() for f in files)

