@@ -300,7 +300,7 @@ def test_precropped_folder_reads_each_whole_image_as_one_face(
     assert "detector: none: --precropped" in err
     records = {Path(r["path"]).name: r for r in json.loads(out)}
     cfg = load_config(params)
-    classifier, cutter = load_classifier(resolve_model(cfg, "pretrained:minixception").path, cfg)
+    classifier, _ = load_classifier(resolve_model(cfg, "pretrained:minixception").path, cfg)
     size = classifier.input_spec.size
     for i, side in enumerate((48, 64)):
         (found,) = records[f"face{i}.png"]["faces"]  # exactly one face, the whole image
