@@ -126,16 +126,22 @@ def model_crops(cfg: Config, clf: Any, table: pd.DataFrame, crops: np.ndarray) -
     model's own recipe) gets its faces cut again from the original images, at the boxes
     ``fer detect`` stored, exactly as ``fer predict`` cuts them.
     """
-    from fer.faces.recipes import FaceRecipe
+    from fer.faces.recipes import FaceCutter, FaceRecipe, whole_image_recipe
 
     made = FaceRecipe.from_crop(cfg.detect.crop)
     if clf.recipe(default=cfg.detect.crop).with_input(made.size, made.color) == made:
         return crops
+    if cfg.detect.mode == "precropped":  # each image is one face: read whole, sized its way
+        whole = whole_image_recipe(clf.recipe(default=cfg.detect.crop))
+        return recut(cfg, table, FaceCutter(whole), whole_image=True)
     return recut(cfg, table, clf.face_cutter(default=cfg.detect.crop))
 
 
-def recut(cfg: Config, table: pd.DataFrame, cutter: Any) -> np.ndarray:
-    """Cut each row's face from its original image (``ingest.raw_dir``) at its stored box.
+def recut(
+    cfg: Config, table: pd.DataFrame, cutter: Any, *, whole_image: bool = False
+) -> np.ndarray:
+    """Cut each row's face from its original image (``ingest.raw_dir``) at its stored box (the
+    whole image with ``whole_image``: pre-cropped datasets, as ``fer predict --precropped``).
 
     Raises:
         InputError: a face missing from ``detect.faces``, or an image outside the raw folder
@@ -163,7 +169,10 @@ def recut(cfg: Config, table: pd.DataFrame, cutter: Any) -> np.ndarray:
                 image = load_rgb(path, max_pixels=cfg.ingest.max_pixels)
             except DecodeError as exc:
                 raise InputError(f"{path}: cannot recut the face ({exc.reason})") from None
-            x, y, w, h = (int(v) for v in boxes.loc[face_id])
+            if whole_image:
+                x, y, (h, w) = 0, 0, image.shape[:2]
+            else:
+                x, y, w, h = (int(v) for v in boxes.loc[face_id])
             out.append(cutter.cut(image, [Face(x, y, w, h, 1.0)])[0])
             progress.update(1)
     return np.stack(out)
