@@ -211,8 +211,24 @@ def _faceapi_faces(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"box": f["box"], "probs": f["expressions"]} for f in raw]
 
 
-class FaceApi:
+class _LineWorker:
+    """A worker process answering one JSON line per request on its stdout."""
+
+    proc: subprocess.Popen
+    died = "worker died"
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(self.died)
+        return json.loads(line)
+
+
+class FaceApi(_LineWorker):
     """The Node worker (``side_by_side_faceapi.cjs``): face-api's own pipelines."""
+
+    died = "face-api worker died (run side_by_side_faceapi.cjs by hand)"
 
     def __init__(self, node: str, node_modules: Path, backend: str) -> None:
         model_dir = node_modules / "@vladmandic" / "face-api" / "model"
@@ -225,13 +241,6 @@ class FaceApi:
         self.info = self._read()["versions"]
         self.ready_s = time.perf_counter() - start
         self.first_ms: dict[str, float] = {}  # the first image's ms per variant (cold)
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("face-api worker died (run side_by_side_faceapi.cjs by hand)")
-        return json.loads(line)
 
     def ask(self, path: Path, variants: Sequence[str], tmp: Path) -> dict[str, Any]:
         """``{variant: (faces, ms)}`` for one image file (decoded here, ms added)."""
@@ -307,8 +316,10 @@ def peer_worker() -> None:
         sys.stdout.flush()
 
 
-class PeerFer:
+class PeerFer(_LineWorker):
     """The PyPI ``fer`` worker: this file run by the peer's interpreter (``--peer-worker``)."""
+
+    died = "peer worker died (run this file with --peer-worker to see why)"
 
     def __init__(self, python: str, cfg: Any) -> None:
         from fer.faces.detectors import create_detector
@@ -325,13 +336,6 @@ class PeerFer:
         self.info = self._read()
         self.ready_s = time.perf_counter() - start
         self.first_ms: dict[str, float] = {}  # the first image's ms per variant (cold)
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("peer worker died (run this file with --peer-worker to see why)")
-        return json.loads(line)
 
     def ask(self, path: Path, variants: Sequence[str]) -> dict[str, Any]:
         """``{variant: (faces, ms)}`` for one image file (``ssd``: fer's detection added)."""
