@@ -133,6 +133,22 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="every image is one face crop (e.g. FER2013): no detector, the whole image is read",
     )  # fmt: skip
 
+    p = sub.add_parser(
+        "ensemble", parents=[common],
+        help="several models as one: each cuts faces its way, probabilities averaged",
+    )  # fmt: skip
+    p.add_argument("models", nargs="+", help="model dirs, MLflow URIs or pretrained:NAME (2+)")
+    p.add_argument("--out", type=Path, required=True, help="new folder for model.pt")
+    p.add_argument("--weights", type=float, nargs="+", help="one per model (default: equal)")
+    p.add_argument(
+        "--fit", type=Path, metavar="DIR",
+        help="fit the weights on labelled images: DIR/<expression>/... (not your test set)",
+    )  # fmt: skip
+    p.add_argument("--fit-pattern", default="*", help="only files matching this glob ('*')")
+    p.add_argument("--precropped", action="store_true", help="--fit images are face crops")
+    p.add_argument("--flip", action="store_true", help="members also read the mirrored face")
+    p.add_argument("--step", type=float, default=0.1, help="weight grid step for --fit (0.1)")
+
     p = sub.add_parser("api", parents=[common], help="serve a model over HTTP (FastAPI)")
     p.add_argument("--model", help="model dir, MLflow model URI (default: predict.model)")
     p.add_argument("--host", help="address to bind (default: api.host, 127.0.0.1)")
@@ -202,6 +218,11 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "fer.stages.predict",
         "run",
         ("paths", "model", "out", "json", "camera", "show", "detect_with", "precropped"),
+    ),
+    "ensemble": (
+        "fer.stages.ensemble",
+        "run",
+        ("models", "out", "weights", "fit", "fit_pattern", "precropped", "flip", "step"),
     ),
     "api": ("fer.stages.api", "run", ("model", "host", "port", "workers", "max_bytes")),
     "pipeline": ("flows.launcher", "run", ("models", "force", "params")),

@@ -250,6 +250,10 @@ class FaceCutter:
             for i, f in enumerate(faces)
         ]
 
+    def whole_image(self) -> FaceCutter:
+        """The cutter for images that are already one face crop (:func:`whole_image_recipe`)."""
+        return FaceCutter(whole_image_recipe(self.recipe))
+
 
 class WholeImage:
     """The "detector" of pre-cropped faces (FER2013-style datasets): every image is one face."""
@@ -271,6 +275,7 @@ def whole_image_recipe(recipe: FaceRecipe) -> FaceRecipe:
     )
 
 
-def as_cutter(crop: FaceCutter | CropConfig) -> FaceCutter:
-    """A :class:`FaceCutter`; a ``detect.crop`` section becomes its (landmark-free) recipe."""
-    return crop if isinstance(crop, FaceCutter) else FaceCutter(FaceRecipe.from_crop(crop))
+def as_cutter(crop: Any) -> Any:
+    """A cutter (anything with ``cut(image, faces)``: a :class:`FaceCutter`, an ensemble's)
+    as it is; a ``detect.crop`` section becomes its (landmark-free) recipe's cutter."""
+    return crop if hasattr(crop, "cut") else FaceCutter(FaceRecipe.from_crop(crop))

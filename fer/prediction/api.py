@@ -147,10 +147,10 @@ class Engine:
         from fer.config import CropConfig, DetectorSettings
         from fer.data.images import preload
         from fer.faces.detectors import create_detector
-        from fer.prediction.inference import FaceClassifier
+        from fer.prediction.ensemble import load_for_inference
 
         self.settings = settings
-        self.classifier = FaceClassifier.for_inference(
+        self.classifier = load_for_inference(
             settings.model_dir, device="auto", batch_size=settings.batch_size
         )
         # As `fer predict` does: the settings the model was trained with, params' otherwise.

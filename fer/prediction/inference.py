@@ -65,16 +65,13 @@ def model_payload(
     }
 
 
-def load_model_file(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the network from ``model.pt`` (a file or a folder holding one).
+def read_payload(path: str | Path) -> dict[str, Any]:
+    """The ``model.pt`` dict of a model file or its folder (plain types and tensors only).
 
     Raises:
-        ModelError: missing file, not a fer model file, or weights that do not fit.
+        ModelError: missing file, or not a fer model file.
     """
     import torch
-
-    from fer.config import ModelSpec
-    from fer.learning.models import build_model
 
     p = Path(path)
     if p.is_dir():
@@ -86,8 +83,41 @@ def load_model_file(path: str | Path, device: str = "cpu") -> tuple[nn.Module, d
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{p}: cannot load model file ({first})") from None
-    if not isinstance(payload, dict) or not {"state_dict", "arch", "input"} <= set(payload):
+    if not isinstance(payload, dict) or not (
+        {"state_dict", "arch", "input"} <= set(payload) or "members" in payload
+    ):
         raise ModelError(f"{p}: not a fer model file (needs state_dict, arch, input)")
+    return payload
+
+
+def load_model_file(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network from ``model.pt`` (a file or a folder holding one).
+
+    Raises:
+        ModelError: missing file, not a fer model file (an ensemble is not one network:
+            :func:`fer.prediction.ensemble.load_for_inference`), or weights that do not fit.
+    """
+    p = Path(path)
+    payload = read_payload(p)
+    return network_of(payload, device, source=p / WEIGHTS if p.is_dir() else p), payload
+
+
+def network_of(
+    payload: dict[str, Any], device: str = "cpu", *, source: str | Path = "model file"
+) -> nn.Module:
+    """The network of a ``model.pt`` dict, weights loaded, in eval mode on ``device``.
+
+    Raises:
+        ModelError: not a single network, or weights that do not fit.
+    """
+    from fer.config import ModelSpec
+    from fer.learning.models import build_model
+
+    if not {"state_dict", "arch", "input"} <= set(payload):
+        raise ModelError(
+            f"{source}: not a single network (arch {payload.get('arch')!r}): load it with "
+            "fer.prediction.ensemble.load_for_inference"
+        )
     spec = InputSpec.from_dict(payload["input"])
     try:
         net = build_model(
@@ -98,9 +128,9 @@ def load_model_file(path: str | Path, device: str = "cpu") -> tuple[nn.Module, d
         )
         net.load_state_dict(payload["state_dict"])
     except Exception as exc:
-        raise ModelError(f"{p}: weights do not fit {payload['arch']!r} ({exc})") from None
+        raise ModelError(f"{source}: weights do not fit {payload['arch']!r} ({exc})") from None
     net.to(device).eval()
-    return net, payload
+    return net
 
 
 class FaceClassifier:
@@ -141,11 +171,28 @@ class FaceClassifier:
         ``threads``: torch intra-op threads while classifying on CPU (restored after each
         call); None keeps the process setting (evaluation sets its own).
         """
+        p = Path(path)
+        return cls.from_payload(
+            read_payload(p), device=device, batch_size=batch_size, threads=threads,
+            source=p / WEIGHTS if p.is_dir() else p,
+        )  # fmt: skip
+
+    @classmethod
+    def from_payload(
+        cls,
+        payload: dict[str, Any],
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        threads: int | None = None,
+        source: str | Path = "model file",
+    ) -> FaceClassifier:
+        """From a ``model.pt`` dict (:func:`read_payload`), as :meth:`load`."""
         import torch
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        net, payload = load_model_file(path, device)
+        net = network_of(payload, device, source=source)
         return cls(
             net,
             InputSpec.from_dict(payload["input"]),
@@ -167,9 +214,26 @@ class FaceClassifier:
         Probabilities equal :meth:`load`'s to float rounding (~1e-6); evaluation keeps
         :meth:`load`.
         """
-        classifier = cls.load(
-            path, device=device, batch_size=batch_size, threads=INFERENCE_THREADS
-        )
+        p = Path(path)
+        return cls.for_inference_payload(
+            read_payload(p), device=device, batch_size=batch_size,
+            source=p / WEIGHTS if p.is_dir() else p,
+        )  # fmt: skip
+
+    @classmethod
+    def for_inference_payload(
+        cls,
+        payload: dict[str, Any],
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        source: str | Path = "model file",
+    ) -> FaceClassifier:
+        """:meth:`for_inference` from a ``model.pt`` dict."""
+        classifier = cls.from_payload(
+            payload, device=device, batch_size=batch_size, threads=INFERENCE_THREADS,
+            source=source,
+        )  # fmt: skip
         classifier.model = fold_batch_norms(classifier.model)
         return classifier
 
@@ -218,11 +282,19 @@ class FaceClassifier:
         recipe = self.recipe(default)
         if not recipe.needs_landmarks:
             return FaceCutter(recipe)
+        return FaceCutter(recipe, self.landmarker())
+
+    def landmarker(self) -> Any:
+        """face-api's 68-point landmark net for this model's cuts (built once, kept).
+
+        Raises:
+            ModelError: the landmark weights are missing or corrupt (run ``fer weights``).
+        """
         if getattr(self, "_landmarker", None) is None:
             from fer.learning.models.landmarks68 import FaceLandmarker
 
             self._landmarker = FaceLandmarker(threads=self.threads)
-        return FaceCutter(recipe, self._landmarker)
+        return self._landmarker
 
     def detector_settings(self, default: DetectorSettings | None = None) -> DetectorSettings:
         """The detector settings the model carries (``config.detect`` in ``model.pt``)."""
@@ -332,7 +404,7 @@ def analyze_image(
     faces = detector.detect(image_rgb)
     if not faces:
         return []
-    crops = np.stack(as_cutter(crop_cfg).cut(image_rgb, faces))
+    crops = as_cutter(crop_cfg).cut(image_rgb, faces)
     recs = classifier.records(classifier.predict_proba(crops))
     return [
         {"box": [int(f.x), int(f.y), int(f.w), int(f.h)], "score": round(float(f.score), 6), **r}

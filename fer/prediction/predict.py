@@ -118,7 +118,7 @@ def classify_crops(classifier: Any, crops: Sequence[np.ndarray], batch_size: int
         return np.zeros((0, len(CLASSES)), dtype=np.float32)
     out = []
     for start in range(0, len(crops), batch_size):
-        batch = np.stack(crops[start : start + batch_size])
+        batch = crops[start : start + batch_size]  # an ensemble's crops are tuples: no stack
         out.append(np.asarray(classifier.predict_proba(batch), dtype=np.float32))
     return np.concatenate(out)
 

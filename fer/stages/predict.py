@@ -36,6 +36,7 @@ from fer.progress import bar, enabled
 if TYPE_CHECKING:
     from fer.config import Config
     from fer.faces.recipes import FaceCutter
+    from fer.prediction.ensemble import EnsembleCutter, FaceEnsemble
     from fer.prediction.inference import FaceClassifier
 
 REPORT = "predictions.json"
@@ -76,10 +77,10 @@ def run(
     resolved = resolve_model(cfg, model)
     classifier, crop = load_classifier(resolved.path, cfg)
     if precropped:
-        from fer.faces.recipes import FaceCutter, WholeImage, whole_image_recipe
+        from fer.faces.recipes import WholeImage
 
         detector: Any = WholeImage()
-        crop = FaceCutter(whole_image_recipe(crop.recipe))
+        crop = crop.whole_image()
         source = "none: --precropped, each image is one face"
     else:
         detector = _detector(classifier, cfg, detect_with)
@@ -172,12 +173,14 @@ def _detector(classifier: FaceClassifier, cfg: Config, detect_with: str) -> Any:
     return create_detector(classifier.detector_settings(default=params))
 
 
-def load_classifier(model_dir: Path, cfg: Config) -> tuple[FaceClassifier, FaceCutter]:
-    """The classifier and the cutter of its face recipe (params' ``detect.crop`` when the
-    model records neither a recipe nor its training crops)."""
-    from fer.prediction.inference import FaceClassifier
+def load_classifier(
+    model_dir: Path, cfg: Config
+) -> tuple[FaceClassifier | FaceEnsemble, FaceCutter | EnsembleCutter]:
+    """The classifier (or ensemble) and the cutter of its face recipe(s) (params'
+    ``detect.crop`` when a model records neither a recipe nor its training crops)."""
+    from fer.prediction.ensemble import load_for_inference
 
-    classifier = FaceClassifier.for_inference(model_dir, batch_size=cfg.predict.batch_size)
+    classifier = load_for_inference(model_dir, batch_size=cfg.predict.batch_size)
     # A model trained with other crop settings must see crops cut its way.
     return classifier, classifier.face_cutter(default=cfg.detect.crop)
 

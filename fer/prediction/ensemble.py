@@ -1,0 +1,246 @@
+"""Ensembles: several models read each face, each cut by its own recipe; probabilities averaged.
+
+An ensemble is one ``model.pt`` (``arch: "ensemble"``) that holds its members' own ``model.pt``
+dicts, their weights, and their ``tta_flip`` choice, so ``fer predict`` and ``fer api`` load it
+like any model (:func:`load_for_inference`). Each member keeps its face recipe: the ensemble's
+cutter (:class:`EnsembleCutter`) gives every face one crop per member, and
+:meth:`FaceEnsemble.predict_proba` returns ``sum_i w_i * p_i``. :func:`fit_weights` picks the
+weights that read a labelled set best (``fer ensemble --fit``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fer.errors import ModelError
+from fer.prediction.inference import WEIGHTS, FaceClassifier, read_payload
+
+if TYPE_CHECKING:
+    from fer.config import CropConfig, DetectorSettings
+    from fer.faces.detectors import Face
+    from fer.faces.recipes import FaceCutter
+
+ENSEMBLE_ARCH = "ensemble"
+MemberCrops = tuple[np.ndarray, ...]
+"""One face cut once per member, in member order."""
+
+
+def ensemble_payload(
+    members: Sequence[dict[str, Any]],
+    weights: Sequence[float],
+    *,
+    names: Sequence[str],
+    flip: bool = False,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``model.pt`` dict of an ensemble of member ``model.pt`` dicts (plain types, tensors).
+
+    ``flip``: every member also reads the mirrored face (``train.tta_flip``).
+    ``config``: kept as the ensemble's ``config`` (e.g. ``detect``: its detector settings).
+
+    Raises:
+        ModelError: fewer than two members, a nested ensemble, mismatched classes, or weights
+            that are not one non-negative number per member with a positive sum.
+    """
+    if len(members) < 2:
+        raise ModelError("an ensemble needs at least two models")
+    if any(m.get("arch") == ENSEMBLE_ARCH for m in members):
+        raise ModelError("an ensemble cannot hold another ensemble")
+    classes = [list(m.get("classes", [])) for m in members]
+    if any(c != classes[0] for c in classes):
+        raise ModelError(f"ensemble members answer different classes: {classes}")
+    w = normalized_weights(weights, len(members))
+    stored = [_with_flip(m, flip) for m in members]
+    return {
+        "format": 1,
+        "arch": ENSEMBLE_ARCH,
+        "classes": classes[0],
+        "members": stored,
+        "names": list(names),
+        "weights": w,
+        "config": config or {},
+    }
+
+
+def normalized_weights(weights: Sequence[float], n: int) -> list[float]:
+    """Weights scaled to sum to 1.
+
+    Raises:
+        ModelError: not ``n`` of them, a negative one, or a zero sum.
+    """
+    w = [float(v) for v in weights]
+    if len(w) != n or min(w) < 0 or sum(w) <= 0:
+        raise ModelError(f"ensemble weights {w}: need {n} non-negative numbers, sum > 0")
+    return [v / sum(w) for v in w]
+
+
+def _with_flip(payload: dict[str, Any], flip: bool) -> dict[str, Any]:
+    if not flip:
+        return payload
+    config = dict(payload.get("config", {}))
+    config["train"] = {**config.get("train", {}), "tta_flip": True}
+    return {**payload, "config": config}
+
+
+class EnsembleCutter:
+    """Cuts every face once per member, each by its member's recipe."""
+
+    def __init__(self, cutters: Sequence[FaceCutter]) -> None:
+        self.cutters = list(cutters)
+
+    def cut(self, image_rgb: np.ndarray, faces: Sequence[Face]) -> list[MemberCrops]:
+        """One :data:`MemberCrops` per face, in order."""
+        per_member = [c.cut(image_rgb, faces) for c in self.cutters]
+        return [tuple(crops) for crops in zip(*per_member, strict=True)]
+
+    def whole_image(self) -> EnsembleCutter:
+        """The cutter for images that are already one face crop (``--precropped``)."""
+        return EnsembleCutter([c.whole_image() for c in self.cutters])
+
+
+class FaceEnsemble:
+    """Members (:class:`FaceClassifier`) and weights; the interface of a classifier."""
+
+    arch = ENSEMBLE_ARCH
+
+    def __init__(
+        self,
+        members: Sequence[FaceClassifier],
+        weights: Sequence[float],
+        *,
+        names: Sequence[str] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.members = list(members)
+        self.weights = normalized_weights(weights, len(self.members))
+        self.names = list(names) or [m.arch for m in self.members]
+        self.classes = self.members[0].classes
+        self.meta = meta or {}
+        self.threads = self.members[0].threads
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict[str, Any], *, device: str = "cpu", batch_size: int = 64
+    ) -> FaceEnsemble:
+        """The ensemble of an ``arch: ensemble`` ``model.pt`` dict, members ready to predict.
+
+        Raises:
+            ModelError: a member that does not load, or no members.
+        """
+        members = payload.get("members")
+        if not isinstance(members, list) or len(members) < 2:
+            raise ModelError("ensemble model file: needs a list of at least two members")
+        loaded = [
+            FaceClassifier.for_inference_payload(m, device=device, batch_size=batch_size)
+            for m in members
+        ]
+        shared = None  # one landmark net for every member that cuts by landmarks
+        for member in loaded:
+            if member.recipe().needs_landmarks:
+                shared = shared or member.landmarker()
+                member._landmarker = shared
+        meta = {k: v for k, v in payload.items() if k != "members"}
+        return cls(loaded, payload.get("weights", []), names=payload.get("names", []), meta=meta)
+
+    def face_cutter(self, default: CropConfig | None = None) -> EnsembleCutter:
+        """One cutter per member (:meth:`FaceClassifier.face_cutter`)."""
+        return EnsembleCutter([m.face_cutter(default) for m in self.members])
+
+    def detector_settings(self, default: DetectorSettings | None = None) -> DetectorSettings:
+        """The ensemble's stored detector settings, else its first member's."""
+        from fer.config import DetectorSettings
+
+        saved = self.meta.get("config", {}).get("detect")
+        if isinstance(saved, dict):
+            return DetectorSettings.from_stored(saved)
+        return self.members[0].detector_settings(default)
+
+    def member_probs(self, crops: Sequence[MemberCrops]) -> list[np.ndarray]:
+        """Each member's probabilities ``(N, classes)`` for its own crops."""
+        return [m.predict_proba([face[i] for face in crops]) for i, m in enumerate(self.members)]
+
+    def predict_proba(self, crops: Sequence[MemberCrops]) -> np.ndarray:
+        """The weighted mean of the members' probabilities, ``(N, classes)``."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return combine(self.member_probs(crops), self.weights)
+
+    def records(self, probs: np.ndarray) -> list[dict[str, Any]]:
+        """``{"probs": {class: p}, "label"}`` per row of ``probs``."""
+        return FaceClassifier.records(self, probs)  # type: ignore[arg-type]
+
+
+def combine(member_probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """``sum_i w_i * p_i`` as float32; pure."""
+    pairs = zip(weights, member_probs, strict=True)
+    total = sum(w * np.asarray(p, dtype=np.float64) for w, p in pairs)
+    return np.asarray(total, dtype=np.float32)
+
+
+def weight_grid(n: int, step: float) -> list[tuple[float, ...]]:
+    """Every weight vector of ``n`` members on a ``step`` grid of the simplex (sum 1); pure."""
+    ticks = round(1 / step)
+    if ticks < 1 or abs(ticks * step - 1) > 1e-9:
+        raise ValueError(f"step {step}: must divide 1 (e.g. 0.1, 0.05)")
+    return [
+        tuple(k / ticks for k in combo)
+        for combo in itertools.product(range(ticks + 1), repeat=n)
+        if sum(combo) == ticks
+    ]
+
+
+def fit_weights(
+    member_probs: Sequence[np.ndarray], labels: np.ndarray, *, step: float = 0.1
+) -> tuple[list[float], dict[str, float]]:
+    """The grid weights whose mix reads ``labels`` best: highest accuracy, then lowest log loss.
+
+    Args:
+        member_probs: per member, ``(N, classes)`` probabilities of the same N faces.
+        labels: the true class index per face.
+        step: grid step (weights are multiples of it, summing to 1).
+
+    Returns:
+        ``(weights, {"accuracy", "log_loss"})`` of the best mix.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    if len(y) == 0:
+        raise ValueError("no labelled faces to fit ensemble weights on")
+    best: tuple[tuple[float, float], list[float], dict[str, float]] | None = None
+    for w in weight_grid(len(member_probs), step):
+        mix = combine(member_probs, w).astype(np.float64)
+        score = {
+            "accuracy": float((mix.argmax(1) == y).mean()),
+            "log_loss": float(-np.log(np.clip(mix[np.arange(len(y)), y], 1e-12, 1)).mean()),
+        }
+        key = (-score["accuracy"], score["log_loss"])
+        if best is None or key < best[0]:
+            best = (key, list(w), score)
+    assert best is not None
+    return best[1], best[2]
+
+
+def load_for_inference(
+    path: str | Path, *, device: str = "cpu", batch_size: int = 64
+) -> FaceClassifier | FaceEnsemble:
+    """A model folder or ``model.pt`` ready for ``fer predict`` / ``fer api``: a
+    :class:`FaceClassifier` (:meth:`FaceClassifier.for_inference`), or a :class:`FaceEnsemble`.
+
+    Raises:
+        ModelError: missing, unreadable or not a fer model file.
+    """
+    payload = read_payload(path)
+    if payload.get("arch") == ENSEMBLE_ARCH:
+        return FaceEnsemble.from_payload(payload, device=device, batch_size=batch_size)
+    return FaceClassifier.for_inference_payload(
+        payload, device=device, batch_size=batch_size, source=_weights_file(path)
+    )
+
+
+def _weights_file(path: str | Path) -> Path:
+    p = Path(path)
+    return p / WEIGHTS if p.is_dir() else p
