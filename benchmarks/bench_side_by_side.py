@@ -16,11 +16,12 @@ One run, the same image files, every pipeline:
   ``pretrained:minixception``; model folders and MLflow URIs work too): ``predict`` = the code
   ``fer predict IMG... --model M`` runs (:func:`fer.stages.predict.run`, in process, so
   whatever face recipe the model carries, detector, landmarks, alignment, margin, is what is
-  measured); ``whole`` = the model's classifier on the whole image as one face, cut the way
-  ``detect.mode: precropped`` cuts it (:func:`fer.stages.detect.whole_image_face`).
+  measured; an ensemble from ``fer ensemble`` too); ``whole`` = ``fer predict IMG...
+  --precropped --model M``: the whole image is the one face, resized by the model's recipe.
 
-The ``whole`` variants run on sets of face crops (``--whole auto``: images whose longer side is
-at most 100 px, FER2013 and CK+48; ``always`` / ``never``).
+The ``whole`` variants run on sets of face crops (images whose longer side is at most 100 px,
+FER2013 and CK+48): ``--whole auto``; ``only`` runs no other variant there (the detector
+variants on 48 px crops take face-api ~1 s an image); ``always`` / ``never``.
 
 Scores per pipeline and set (pure functions below, tested in tests/test_bench_side_by_side.py):
 the **valence** accuracy on the images that are not surprise (FER-7 -> fer's 3 classes by the
@@ -366,13 +367,17 @@ def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
 
-def fer_predict(cfg: Any, model: str, files: Sequence[Path], tmp: Path) -> Run:
-    """``fer predict FILES --model MODEL`` in process: faces per file and the marginal time."""
+def fer_predict(
+    cfg: Any, model: str, files: Sequence[Path], tmp: Path, *, precropped: bool = False
+) -> Run:
+    """``fer predict FILES --model MODEL [--precropped]`` in process: faces per file and the
+    marginal time."""
     from fer.stages.predict import run as predict
 
     def once(paths: Sequence[Path], tag: str) -> tuple[dict[str, Any], float]:
         start = time.perf_counter()
-        out = _quiet(predict, cfg, paths=list(paths), model=model, out=tmp / tag)
+        out = _quiet(predict, cfg, paths=list(paths), model=model, out=tmp / tag,
+                     precropped=precropped)  # fmt: skip
         return out, time.perf_counter() - start
 
     once(files[:1], "warmup")
@@ -389,26 +394,10 @@ def fer_predict(cfg: Any, model: str, files: Sequence[Path], tmp: Path) -> Run:
                (load0, os.getloadavg()[0]))  # fmt: skip
 
 
-def fer_whole(cfg: Any, model: str, files: Sequence[Path]) -> Run:
-    """The model's classifier on each whole image as one face (``detect.mode: precropped``)."""
-    from fer.data.images import load_rgb
-    from fer.faces.crops import crop_face
-    from fer.prediction.model_resolution import resolve_model
-    from fer.stages.detect import whole_image_face
-    from fer.stages.predict import load_classifier
-
-    classifier, crop = load_classifier(resolve_model(cfg, model).path, cfg)
-    run, load0 = Run(), os.getloadavg()[0]
-    for path in files:
-        start = time.perf_counter()
-        image = load_rgb(path)
-        face = whole_image_face(image.shape[1], image.shape[0], crop)
-        probs = classifier.records(classifier.predict_proba(crop_face(image, face, crop)[None]))
-        run.ms.append((time.perf_counter() - start) * 1000)
-        run.faces[path.resolve()] = [{"box": [0, 0, image.shape[1], image.shape[0]],
-                                      "probs": probs[0]["probs"]}]  # fmt: skip
-    run.load = (load0, os.getloadavg()[0])
-    return run
+def fer_whole(cfg: Any, model: str, files: Sequence[Path], tmp: Path) -> Run:
+    """``fer predict FILES --precropped --model MODEL``: each whole image is the face, cut by
+    the model's recipe (or each member's, for an ensemble) without box, margin or landmarks."""
+    return fer_predict(cfg, model, files, tmp, precropped=True)
 
 
 def fer_cold(model: str, image: Path, params: Path, tmp: Path) -> float:
@@ -440,12 +429,13 @@ def run_peers(
     peer: PeerFer | None,
     whole: bool,
     tmp: Path,
+    only_whole: bool = False,
 ) -> dict[str, Run]:
     """face-api and PyPI fer, interleaved image by image."""
     from fer.progress import bar
 
-    fa_variants = ["landmarks", "box"] + (["whole"] if whole else [])
-    peer_variants = ["haar", "ssd"] + (["whole"] if whole else [])
+    fa_variants = ([] if only_whole else ["landmarks", "box"]) + (["whole"] if whole else [])
+    peer_variants = ([] if only_whole else ["haar", "ssd"]) + (["whole"] if whole else [])
     runs: dict[str, Run] = {}
     if faceapi is not None:
         runs |= {f"face-api {v}": Run() for v in fa_variants}
@@ -593,19 +583,22 @@ def bench_set(
     classes_of = emotion_classes(cfg.import_.fer2013, cfg.taxonomy)
     pairs = load_set(root, args.limit)
     files = [p for p, _ in pairs]
-    whole = args.whole == "always" or (args.whole == "auto" and is_crop_set(files))
+    whole = args.whole == "always" or (args.whole in ("auto", "only") and is_crop_set(files))
+    only_whole = whole and args.whole == "only"
     print(f"\n{root.name}: {len(files)} images{' (face crops)' if whole else ''}; load {_load()}")
     runs: dict[str, Run] = {}
     for model in args.model:
         label = f"fer {model}"
         scratch = Path(tempfile.mkdtemp(prefix="predict.", dir=tmp))
-        runs[f"{label} predict"] = fer_predict(cfg, model, files, scratch)
-        if workers.get("cold_done") is None:
+        if not only_whole:
+            runs[f"{label} predict"] = fer_predict(cfg, model, files, scratch)
+        if workers.get("cold_done") is None and not only_whole:
             runs[f"{label} predict"].cold_s = fer_cold(model, files[0], args.params, tmp)
         if whole:
-            runs[f"{label} whole"] = fer_whole(cfg, model, files)
-    workers["cold_done"] = True
-    runs |= run_peers(files, workers.get("faceapi"), workers.get("peer"), whole, tmp)
+            whole_tmp = Path(tempfile.mkdtemp(prefix="whole.", dir=tmp))
+            runs[f"{label} whole"] = fer_whole(cfg, model, files, whole_tmp)
+    workers["cold_done"] = workers.get("cold_done") or not only_whole
+    runs |= run_peers(files, workers.get("faceapi"), workers.get("peer"), whole, tmp, only_whole)
     for tag, key in (("face-api", "faceapi"), ("PyPI fer", "peer")):
         worker = workers.get(key)
         if worker is not None and not workers.get(f"{key}_cold_done"):
@@ -640,7 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node", default="node")
     ap.add_argument("--faceapi-backend", choices=["wasm", "cpu"], default="wasm",
                     help="TF.js backend (pure-JS cpu: ~45 s per image here)")  # fmt: skip
-    ap.add_argument("--whole", choices=["auto", "always", "never"], default="auto")
+    ap.add_argument("--whole", choices=["auto", "always", "never", "only"], default="auto",
+                    help="whole-image variants: on face-crop sets (auto), every set, none, "
+                    "or on crop sets and nothing else there (only)")  # fmt: skip
     args = ap.parse_args(argv)
     args.model = args.model or list(DEFAULT_MODELS)
     command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv)

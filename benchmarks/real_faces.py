@@ -363,13 +363,23 @@ JAFFE_CODES = {"AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy", "NE"
 # CK+48 folders; contempt is not a FER-7 emotion and is left out.
 CKPLUS_FOLDERS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",
                   "sadness": "sad", "surprise": "surprise"}  # fmt: skip
-EXPRESSION_SETS = ("jaffe", "fer2013", "ckplus")
+# Yale faces: one image per expression or set-up a subject; the set-ups with a still face and
+# even light are neutral. Side lights, sleepy and wink are left out (no FER-7 emotion).
+YALE_EXPRESSIONS = {"happy": "happy", "sad": "sad", "surprised": "surprise",
+                    "normal": "neutral", "noglasses": "neutral", "glasses": "neutral",
+                    "centerlight": "neutral"}  # fmt: skip
+EXPRESSION_SETS = ("jaffe", "fer2013", "ckplus", "yale")
 
 
 def jaffe_label(name: str) -> str | None:
     """FER-7 emotion of a JAFFE file (``KA.AN1.39.jpg`` -> ``angry``), None if not coded."""
     parts = name.split(".")
     return JAFFE_CODES.get(parts[1][:2]) if len(parts) >= 3 else None
+
+
+def yale_label(name: str) -> str | None:
+    """FER-7 emotion of a Yale file (``subject01.happy`` -> ``happy``), None if left out."""
+    return YALE_EXPRESSIONS.get(name.rpartition(".")[2]) if name.startswith("subject") else None
 
 
 def is_private_test(name: str) -> bool:
@@ -393,6 +403,8 @@ def _labelled_files(name: str, blobs: Blobs) -> list[tuple[str, str]]:
     """``(path in the repository, FER-7 emotion)`` of one expression set."""
     if name == "jaffe":
         pairs = [(p, jaffe_label(Path(p).name)) for p in blobs.list("jaffe/")]
+    elif name == "yale":
+        pairs = [(p, yale_label(Path(p).name)) for p in blobs.list("yalefaces/")]
     elif name == "fer2013":
         pairs = [(p, Path(p).parent.name) for p in blobs.list("test/")
                  if is_private_test(Path(p).name)]  # fmt: skip
@@ -404,13 +416,16 @@ def _labelled_files(name: str, blobs: Blobs) -> list[tuple[str, str]]:
 
 def build_expression_set(name: str, mirrors: Path, out: Path) -> dict:
     """Write ``out/<name>/<emotion>/<file>`` and ``out/<name>/manifest.json``; return it."""
-    repo, commit = {"jaffe": JAFFE, "fer2013": FER2013_IMAGES, "ckplus": CKPLUS48}[name]
+    repo, commit = {"jaffe": JAFFE, "fer2013": FER2013_IMAGES, "ckplus": CKPLUS48,
+                    "yale": YALE}[name]  # fmt: skip
     blobs = Blobs(git_dir(mirrors, repo), commit)
     pairs = _labelled_files(name, blobs)
     labels = dict(pairs)
     images, counts = [], defaultdict(int)
     for path, data in blobs.read([p for p, _ in pairs]):
         rel = f"{labels[path]}/{Path(path).name}"
+        if name == "yale":  # GIF files without a suffix: written as PNG
+            rel, data = f"{labels[path]}/{Path(path).name.replace('.', '_')}.png", _yale_png(data)
         dest = out / name / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(data)
@@ -424,6 +439,13 @@ def build_expression_set(name: str, mirrors: Path, out: Path) -> dict:
     return doc
 
 
+def _yale_png(data: bytes) -> bytes:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return _png(np.asarray(im.convert("L")))
+
+
 def expressions_main(argv: list[str]) -> int:
     """``real_faces.py expressions``: the labelled real sets of ``bench_side_by_side.py``.
 
@@ -431,7 +453,9 @@ def expressions_main(argv: list[str]) -> int:
     ``fer2013``: the 3,589 original PrivateTest crops of a Kaggle image-folder snapshot
     (``test/<emotion>/PrivateTest_<n>.jpg``; its augmented copies are skipped); ``ckplus``:
     CK+48 (48 px grey crops of CK+ sequences), the last frame of each sequence, contempt left
-    out (not a FER-7 emotion). Sources are pinned above (repository @ commit).
+    out (not a FER-7 emotion); ``yale``: Yale faces' 320×243 grey portraits of 15 subjects,
+    happy, sad, surprised, and neutral (normal, with and without glasses, centre light; side
+    lights, sleepy and wink left out). Sources are pinned above (repository @ commit).
     """
     doc = (expressions_main.__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="real_faces.py expressions", description=doc)

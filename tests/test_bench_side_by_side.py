@@ -119,3 +119,15 @@ def test_timing_and_markdown_table() -> None:
            "cores": 2, "date": "today", "sets": {"jaffe": [row]}}  # fmt: skip
     table = sbs.markdown(doc)
     assert "| face-api landmarks | 1.000 | 1.000 | 1.000 | 1.000 | 12 | 1.2 |" in table
+
+
+def test_expression_sets_label_files_by_name() -> None:
+    import real_faces
+
+    assert real_faces.jaffe_label("KA.AN1.39.jpg") == "angry"
+    assert real_faces.yale_label("subject01.happy") == "happy"
+    assert real_faces.yale_label("subject07.surprised") == "surprise"
+    assert real_faces.yale_label("subject15.noglasses") == "neutral"
+    assert real_faces.yale_label("subject02.leftlight") is None  # side light: left out
+    assert real_faces.yale_label("subject03.wink") is None
+    assert real_faces.yale_label("readme.txt") is None
