@@ -217,6 +217,8 @@ class DetectorSettings(Section):
     pad: Annotated[float, Field(ge=0.0, le=2.0)] = 0.5
     upscale_below: Annotated[int, Field(ge=0)] = 160
     max_side: Annotated[int, Field(ge=64)] = 1280
+    equalize: bool = True
+    """haar only: equalise the grey image's histogram before the cascade (PyPI fer does not)."""
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> DetectorSettings:

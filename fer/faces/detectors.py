@@ -140,6 +140,7 @@ def settings_hash(cfg: DetectorSettings) -> str:
         "pad": cfg.pad,
         "upscale_below": cfg.upscale_below,
         "max_side": cfg.max_side,
+        **({"equalize": cfg.equalize} if cfg.backend == "haar" else {}),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 

