@@ -400,6 +400,12 @@ def fer_whole(cfg: Any, model: str, files: Sequence[Path], tmp: Path) -> Run:
     return fer_predict(cfg, model, files, tmp, precropped=True)
 
 
+def model_label(model: str) -> str:
+    """How a ``--model`` value is named in the results: a folder by its name (no machine path
+    in a table or plot), anything else as given."""
+    return Path(model).name if Path(model).is_dir() else model
+
+
 def fer_cold(model: str, image: Path, params: Path, tmp: Path) -> float:
     """Seconds from process start to exit of ``fer predict IMG --model M --json``."""
     cmd = [sys.executable, "-m", "fer.cli", "--params", str(params), "predict", str(image),
@@ -588,7 +594,7 @@ def bench_set(
     print(f"\n{root.name}: {len(files)} images{' (face crops)' if whole else ''}; load {_load()}")
     runs: dict[str, Run] = {}
     for model in args.model:
-        label = f"fer {model}"
+        label = f"fer {model_label(model)}"
         scratch = Path(tempfile.mkdtemp(prefix="predict.", dir=tmp))
         if not only_whole:
             runs[f"{label} predict"] = fer_predict(cfg, model, files, scratch)
