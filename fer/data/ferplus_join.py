@@ -290,7 +290,7 @@ def give_png_less_votes(
     out = list(matches)
     given: list[tuple[int, ...] | None] = [None] * len(matches)
     by_usage = {
-        u: {"rows": p.rows, "given": 0, "votes": list(p.votes) if p.votes else None}
+        u: {"rows": p.rows, "given": 0, "votes": list(p.votes) if p.votes is not None else None}
         for u, p in png_less.items()
     }
     if missing_pngs == 0:
@@ -308,7 +308,7 @@ def give_png_less_votes(
 
 
 def vote_counts(votes: Sequence[Sequence[int]]) -> dict[str, int]:
-    """Among matched rows: "not a face" (NF most voted) and ties for the most-voted emotion (a
+    """Among voted images: "not a face" (NF most voted) and ties for the most-voted emotion (a
     class-level tie is counted later, by train and evaluate, under the taxonomy in use)."""
     ties = 0
     for v in votes:
