@@ -139,7 +139,8 @@ def _load(project: Path) -> dict[str, Any]:
     folders = ferplus.emotion_folders(cfg.import_.fer2013, cfg.import_.ferplus_contempt, taxonomy)
     votes = ferplus.votes_matrix(manifest)
     truth = ferplus.majority(ferplus.class_votes(votes, folders, taxonomy))
-    truth[manifest[ferplus.ROW_COLUMN].to_numpy() < 0] = -1
+    has_votes = votes.sum(axis=1) > 0  # ferplus_row is -1 for votes of no one row (no_png)
+    truth[~has_votes] = -1
     reason = dict(
         zip(quarantine["path"].astype(str), quarantine["reason"].astype(str), strict=True)
     )
@@ -152,8 +153,8 @@ def _load(project: Path) -> dict[str, Any]:
         "flagged": paths.isin(set(scores.index)).to_numpy(),
         "score": paths.map(scores).fillna(-np.inf).to_numpy(dtype=np.float64),
         "reason": paths.map(reason).fillna("").to_numpy(),
-        "not_face": ferplus.not_face(votes) & (manifest[ferplus.ROW_COLUMN].to_numpy() >= 0),
-        "has_votes": manifest[ferplus.ROW_COLUMN].to_numpy() >= 0,
+        "not_face": ferplus.not_face(votes) & has_votes,
+        "has_votes": has_votes,
     }
 
 

@@ -187,8 +187,11 @@ def test_votes_join_image_folders_by_pixels(
                           votes=generated.votes_csv, ferplus_images=generated.pngs)  # fmt: skip
     v = summary["votes"]
     # Every image but the one row FER+ has no PNG for (and the last row, missing from the
-    # votes CSV) finds its row; JPEG moved pixels a little, another face is far away.
-    assert (v["by"], v["images"], v["matched"], v["unmatched"]) == ("pixels", 30, 28, 2)
+    # votes CSV) finds its row; JPEG moved pixels a little, another face is far away. The
+    # PNG-less row's image takes the votes of its Usage's PNG-less rows (all NF 10).
+    assert (v["by"], v["images"], v["matched"], v["no_png"], v["unmatched"]) == (
+        "pixels", 30, 28, 1, 1
+    )  # fmt: skip
     assert v["exact"] == 0 and v["nearest"] == 28
     assert v["distance_matched"]["max"] < v["threshold"] < v["distance_runner_up"]["min"]
     assert v["distance_unmatched"]["min"] > v["threshold"]
@@ -196,16 +199,161 @@ def test_votes_join_image_folders_by_pixels(
         "groups": 2, "images": 4, "identical_votes": 1, "different_votes": 1
     }  # fmt: skip
     assert v["rows_matched_twice"] == 2  # each duplicate pair's two images share one row
-    assert "2 without votes (kept)" in capsys.readouterr().out
+    assert v["png_less"] == {
+        "given": 1, "missing_pngs": 0,
+        "by_usage": {"training": {"rows": 1, "given": 1, "votes": generated.votes[NO_PNG]}},
+    }  # fmt: skip
+    assert v["not_face"] == 2  # as by row: the PNG-less row and the NF-majority row
+    out = capsys.readouterr().out
+    assert "1 given the PNG-less rows' votes, 1 without votes (kept)" in out
+    assert "training: 1 / 1 (votes 0 0 0 0 0 0 0 0 0 10)" in out
 
     table = _table(tmp_path / "raw")
-    for path, row in zip(table["path"], table[ferplus.ROW_COLUMN], strict=True):
+    for path, row, how in zip(table["path"], table[ferplus.ROW_COLUMN], table["match"],
+                              strict=True):  # fmt: skip
         true_row = generated.jpg[path.rsplit("/", 1)[-1]]
+        if true_row == NO_PNG:
+            assert (row, how) == (-1, "no_png")
+            continue
         twins = next((pair for pair in DUPLICATES if true_row in pair), (true_row,))
         assert row in twins and row == twins[0]  # duplicates: the first of the group
-    ingest.run(cfg)
+    joined = ingest.run(cfg)["ferplus"]
+    assert (joined["with_votes"], joined["without_votes"], joined["unused"]) == (29, 1, 0)
     manifest = pd.read_parquet(tmp_path / "manifest.parquet")
     assert (manifest[ferplus.ROW_COLUMN] >= 0).sum() == 28 and len(manifest) == 30
+    no_png = manifest[manifest[ferplus.ROW_COLUMN] < 0].set_index("path")
+    voted = no_png[no_png[list(ferplus.VOTE_COLUMNS)].sum(axis=1) > 0]
+    assert [generated.jpg[p.rsplit("/", 1)[-1]] for p in voted.index] == [NO_PNG]
+    assert list(voted.iloc[0][list(ferplus.VOTE_COLUMNS)]) == generated.votes[NO_PNG]
+
+
+def _not_face_rows(tmp_path: Path, source: Path, name: str, row_of, **kw: object) -> set[int]:
+    """Import ``source`` with votes, ingest it, and return the FER2013 rows validate's
+    not-a-face step quarantines (``row_of``: an imported path's true row)."""
+    from fer.stages import imports, ingest
+    from fer.stages.validate import _quarantine_not_face
+
+    cfg = _config(tmp_path / name)
+    imports.run(cfg, format="fer2013", csv=source, out=tmp_path / name / "raw", **kw)
+    ingest.run(cfg)
+    manifest = pd.read_parquet(tmp_path / name / "manifest.parquet")
+    none = pd.DataFrame({"path": [], "image_id": [], "reason": []})
+    q = _quarantine_not_face(manifest, none, [])
+    assert set(q["reason"]) <= {"ferplus_not_face"}
+    return {row_of(p) for p in q["path"]}
+
+
+def test_png_less_rows_are_quarantined_by_pixels_as_by_row(
+    tmp_path: Path, generated: Fer2013PlusData
+) -> None:
+    by_row = _not_face_rows(
+        tmp_path, generated.csv, "csv", lambda p: int(p.rsplit("_", 1)[-1][:-4]),
+        votes=generated.votes_csv,
+    )  # fmt: skip
+    by_pixels = _not_face_rows(
+        tmp_path, generated.folders, "folders", lambda p: generated.jpg[p.rsplit("/", 1)[-1]],
+        votes=generated.votes_csv, ferplus_images=generated.pngs,
+    )  # fmt: skip
+    assert by_row == by_pixels == {NO_PNG, NOT_FACE}
+
+
+def _rewrite_votes(data: Fer2013PlusData, png_less: dict[int, list[int]]) -> None:
+    """Make ``png_less``'s rows PNG-less (empty Image name, their PNG removed) with these votes."""
+    lines = list(csv.reader(data.votes_csv.open(newline="")))
+    for row, votes in png_less.items():
+        name = lines[row + 1][1]
+        for png in data.pngs.rglob(name or "-"):
+            png.unlink()
+        lines[row + 1] = [lines[row + 1][0], "", *map(str, votes)]
+        data.votes[row] = votes
+    with data.votes_csv.open("w", newline="") as fh:
+        csv.writer(fh).writerows(lines)
+
+
+def _import_by_pixels(tmp_path: Path, data: Fer2013PlusData) -> tuple[dict, pd.DataFrame]:
+    from fer.stages import imports
+
+    cfg = _config(tmp_path)
+    out = tmp_path / "raw"
+    summary = imports.run(cfg, format="fer2013", csv=data.folders, out=out, votes=data.votes_csv,
+                          ferplus_images=data.pngs)  # fmt: skip
+    table = _table(out)
+    table["true_row"] = [data.jpg[p.rsplit("/", 1)[-1]] for p in table["path"]]
+    return summary["votes"], table.set_index("true_row")
+
+
+def test_png_less_votes_go_to_every_unmatched_image_of_the_usage(
+    tmp_path: Path, generated: Fer2013PlusData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nf = [0] * 9 + [10]
+    # Training: 2 PNG-less rows; PrivateTest: 1, and the last row (no votes row at all, no
+    # PNG) also matches nothing there: it takes them too, a surplus the report shows.
+    _rewrite_votes(generated, {3: nf, 27: nf})
+    v, table = _import_by_pixels(tmp_path, generated)
+    assert v["png_less"]["by_usage"] == {
+        "privatetest": {"rows": 1, "given": 2, "votes": nf},
+        "training": {"rows": 2, "given": 2, "votes": nf},
+    }  # fmt: skip
+    assert (v["matched"], v["no_png"], v["unmatched"]) == (26, 4, 0)
+    for row in (3, NO_PNG, 27, N_ROWS - 1):
+        assert (table.at[row, ferplus.ROW_COLUMN], table.at[row, "match"]) == (-1, "no_png")
+        assert table.at[row, "distance"] > v["threshold"]
+        assert list(table.loc[row, list(ferplus.VOTE_COLUMNS)]) == nf
+    out = capsys.readouterr().out
+    assert "privatetest: 2 / 1 (votes 0 0 0 0 0 0 0 0 0 10; 1 more than rows" in out
+
+
+def test_png_less_votes_that_differ_are_given_to_none(
+    tmp_path: Path, generated: Fer2013PlusData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _rewrite_votes(generated, {3: [0] * 8 + [1, 9]})  # Training's PNG-less rows now differ
+    v, table = _import_by_pixels(tmp_path, generated)
+    assert v["png_less"]["by_usage"] == {"training": {"rows": 2, "given": 0, "votes": None}}
+    assert (v["matched"], v["no_png"], v["unmatched"]) == (27, 0, 3)
+    assert {3, NO_PNG, N_ROWS - 1}.isdisjoint(table.index)
+    assert "training: 0 / 2 (their votes differ: none given)" in capsys.readouterr().out
+
+
+def test_png_less_votes_need_every_png(
+    tmp_path: Path, generated: Fer2013PlusData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A partial FER+ folder: an image whose PNG is missing must not take the NF votes.
+    next(generated.pngs.rglob(f"fer{4:07d}.png")).unlink()
+    v, table = _import_by_pixels(tmp_path, generated)
+    assert v["png_less"] == {
+        "given": 0, "missing_pngs": 1,
+        "by_usage": {"training": {"rows": 1, "given": 0, "votes": generated.votes[NO_PNG]}},
+    }  # fmt: skip
+    assert (v["matched"], v["no_png"], v["unmatched"]) == (27, 0, 3)
+    assert {4, NO_PNG, N_ROWS - 1}.isdisjoint(table.index)
+    assert "none given: 1 PNG(s) named by the votes CSV missing" in capsys.readouterr().out
+
+
+def test_png_less_rows_per_usage() -> None:
+    nf, other = (0,) * 9 + (10,), (1,) + (0,) * 8 + (9,)
+    rows = [
+        ferplus.VoteRow(0, "Training", "", nf),
+        ferplus.VoteRow(1, "Training", "fer0000001.png", other),
+        ferplus.VoteRow(2, "training", "", nf),
+        ferplus.VoteRow(3, "PublicTest", "", nf),
+        ferplus.VoteRow(4, "PublicTest", "", other),
+    ]
+    shared = ferplus_join.png_less_rows(rows)
+    assert shared == {
+        "publictest": ferplus_join.PngLess(2, None),
+        "training": ferplus_join.PngLess(2, nf),
+    }
+    matches = [(-1, "none", 9.0), (1, "nearest", 1.0), (-1, "not_48x48", float("nan")),
+               (-1, "none", 8.0), (-1, "none", 7.5)]  # fmt: skip
+    usages = ["Training", "Training", "Training", "PublicTest", "PrivateTest"]
+    out, given, report = ferplus_join.give_png_less_votes(matches, usages, shared,
+                                                          missing_pngs=0)  # fmt: skip
+    assert out[0] == (-1, "no_png", 9.0) and out[1:] == matches[1:]
+    assert given == [nf, None, None, None, None]
+    assert report["given"] == 1 and report["by_usage"]["training"]["given"] == 1
+    out, given, report = ferplus_join.give_png_less_votes(matches, usages, shared,
+                                                          missing_pngs=2)  # fmt: skip
+    assert out == matches and given == [None] * 5 and report["given"] == 0
 
 
 def test_pixel_index_exact_then_nearest() -> None:

@@ -37,7 +37,8 @@ FERPLUS_COLUMNS: tuple[str, ...] = (*FERPLUS_EMOTIONS, "unknown", "NF")
 VOTE_COLUMNS: tuple[str, ...] = tuple(f"votes_{c.lower()}" for c in FERPLUS_COLUMNS)
 """The vote columns of the votes table and the manifest (``votes_neutral`` ... ``votes_nf``)."""
 ROW_COLUMN = "ferplus_row"
-"""FER2013/FER+ row (0-based data row) an image's votes came from; -1 in the manifest: none."""
+"""FER2013/FER+ row (0-based data row) an image's votes came from; -1: no votes, or votes not
+from one known row (match ``no_png``: the votes all PNG-less rows of its Usage share)."""
 VOTES_FILE = ".ferplus_votes.csv"
 """The votes table `fer import --votes` writes next to the images (ingest joins it by path)."""
 AS_FER2013: dict[str, str] = {
@@ -183,7 +184,8 @@ def top_folder_in(votes: np.ndarray, folders: Sequence[str], chosen: Iterable[st
 # --- The votes table and the manifest -------------------------------------------------------
 
 TABLE_COLUMNS: tuple[str, ...] = ("path", ROW_COLUMN, "match", "distance", *VOTE_COLUMNS)
-"""Columns of :data:`VOTES_FILE`: one row per image that got votes."""
+"""Columns of :data:`VOTES_FILE`: one row per image that got votes (``match``: ``row``,
+``exact``, ``nearest`` or ``no_png``, the last with ``ferplus_row`` -1)."""
 
 
 def check_votes_table(frame: Any, source: str) -> None:
@@ -204,7 +206,8 @@ def check_votes_table(frame: Any, source: str) -> None:
 
 def attach_votes(rows: list[dict[str, Any]], frame: Any) -> dict[str, int]:
     """Give every manifest row its votes by path (in place): ``votes_*`` counts and
-    ``ferplus_row``; rows the table does not list get 0 votes and row -1.
+    ``ferplus_row``; rows the table does not list get 0 votes and row -1 (a listed row may
+    have row -1 too: match ``no_png``).
 
     Returns:
         ``{"with_votes", "without_votes", "unused"}``: rows joined, rows left without, and
@@ -217,8 +220,9 @@ def attach_votes(rows: list[dict[str, Any]], frame: Any) -> dict[str, int]:
     zeros = (0,) * len(VOTE_COLUMNS)
     used = 0
     for row in rows:
-        ferplus_row, votes = by_path.get(row["path"], (-1, zeros))
-        used += ferplus_row >= 0
+        listed = by_path.get(row["path"])
+        ferplus_row, votes = listed if listed is not None else (-1, zeros)
+        used += listed is not None
         row[ROW_COLUMN] = ferplus_row
         row.update(zip(VOTE_COLUMNS, (int(v) for v in votes), strict=True))
     return {"with_votes": used, "without_votes": len(rows) - used, "unused": len(by_path) - used}

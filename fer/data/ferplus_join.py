@@ -3,8 +3,10 @@
 Kaggle's folders carry no row order, but FER+'s PNGs carry each row's original pixels, so an
 image finds its row by its pixels (:class:`PixelIndex`): exact bytes first, then the nearest
 pixels within an accept threshold. Pixel-identical rows (FER2013's own duplicates) form a group;
-an image takes the group's first row with its Usage (:func:`pick_in_group`). Pure: arrays and
-rows in, matches and counts out (``fer import`` reads the files and writes the votes table).
+an image takes the group's first row with its Usage (:func:`pick_in_group`). FER+ wrote no PNG
+for some rows (empty Image name); when all such rows of a Usage carry the same votes, an image of
+that Usage that matches no PNG takes them (:func:`give_png_less_votes`). Pure: arrays and rows
+in, matches and counts out (``fer import`` reads the files and writes the votes table).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from fer.data.ferplus import SIZE, VoteRow, not_face
 from fer.progress import bar
 
 RowMatch = tuple[int, str, float]
-"""``(FER+ row or -1, how: row | exact | nearest | none, distance)`` per image."""
+"""``(FER+ row or -1, how, distance)`` per image; ``how``: ``row`` | ``exact`` | ``nearest``
+(a row), ``no_png`` (the votes of its Usage's PNG-less rows, row -1), ``none`` (no votes) or
+``not_48x48`` (not a 48x48 grey image: never compared)."""
 NO_MATCH: RowMatch = (-1, "none", float("nan"))
+NOT_48X48: RowMatch = (-1, "not_48x48", float("nan"))
 
 
 def duplicate_vote_groups(keys: Sequence[bytes], votes: Sequence[Sequence[int]]) -> dict[str, int]:
@@ -216,11 +221,13 @@ def match_by_pixels(
     found: list[Match] = []
     for start in bar(range(0, len(queries), batch), unit="batch", desc="match pixels"):
         found.extend(index.match(queries[start : start + batch], accept=accept))
-    matches: list[RowMatch] = [NO_MATCH] * len(greys)
+    matches: list[RowMatch] = [NOT_48X48] * len(greys)
     for i, m in zip(ok, found, strict=True):
         if m.index >= 0:
             pick = pick_in_group(index.group(m.index), row_usages, usages[i])
             matches[i] = (rows[pick].row, m.how, m.distance)
+        else:
+            matches[i] = (-1, "none", m.distance)
     accepted = [m for m in found if m.index >= 0]
     rejected = [m for m in found if m.index < 0]
     used = [m[0] for m in matches if m[0] >= 0]
@@ -239,8 +246,69 @@ def match_by_pixels(
     }
 
 
+@dataclass(frozen=True)
+class PngLess:
+    """The FER+ rows of one Usage that name no PNG: how many, and the votes they all carry
+    (None: their votes differ)."""
+
+    rows: int
+    votes: tuple[int, ...] | None
+
+
+def png_less_rows(rows: Sequence[VoteRow]) -> dict[str, PngLess]:
+    """Per Usage (lower-cased), the rows with an empty Image name: FER+ wrote no PNG for them."""
+    groups: dict[str, list[tuple[int, ...]]] = {}
+    for r in rows:
+        if not r.image:
+            groups.setdefault(r.usage.lower(), []).append(tuple(r.votes))
+    return {
+        usage: PngLess(len(votes), votes[0] if len(set(votes)) == 1 else None)
+        for usage, votes in sorted(groups.items())
+    }
+
+
+def give_png_less_votes(
+    matches: Sequence[RowMatch],
+    usages: Sequence[str],
+    png_less: Mapping[str, PngLess],
+    *,
+    missing_pngs: int,
+) -> tuple[list[RowMatch], list[tuple[int, ...] | None], dict[str, Any]]:
+    """Images whose pixels matched no FER+ PNG (``how`` ``none``) take the votes that every
+    PNG-less row of their Usage carries: whichever of those rows an image is, its votes are
+    these. They become ``(-1, "no_png", distance to the nearest PNG)``.
+
+    Only when no PNG named by the votes is missing (``missing_pngs`` 0): else an image whose
+    PNG is missing would take them. Images beyond a Usage's PNG-less rows (the report's
+    ``given`` > ``rows``) are images that should have matched a PNG and did not.
+
+    Returns:
+        The matches, the votes given to each image (None: none) and the report
+        ``{"given", "missing_pngs", "by_usage": {usage: {"rows", "given", "votes"}}}``
+        (``votes``: the shared vote vector, None when the Usage's rows differ).
+    """
+    out = list(matches)
+    given: list[tuple[int, ...] | None] = [None] * len(matches)
+    by_usage = {
+        u: {"rows": p.rows, "given": 0, "votes": list(p.votes) if p.votes is not None else None}
+        for u, p in png_less.items()
+    }
+    if missing_pngs == 0:
+        for i, ((_, how, distance), usage) in enumerate(zip(matches, usages, strict=True)):
+            shared = png_less.get(usage.lower())
+            if how == "none" and shared is not None and shared.votes is not None:
+                out[i], given[i] = (-1, "no_png", distance), shared.votes
+                by_usage[usage.lower()]["given"] += 1
+    report = {
+        "given": sum(v is not None for v in given),
+        "missing_pngs": missing_pngs,
+        "by_usage": by_usage,
+    }
+    return out, given, report
+
+
 def vote_counts(votes: Sequence[Sequence[int]]) -> dict[str, int]:
-    """Among matched rows: "not a face" (NF most voted) and ties for the most-voted emotion (a
+    """Among voted images: "not a face" (NF most voted) and ties for the most-voted emotion (a
     class-level tie is counted later, by train and evaluate, under the taxonomy in use)."""
     ties = 0
     for v in votes:

@@ -285,7 +285,10 @@ def _join_votes(
     accept: float,
 ) -> dict[str, Any]:
     """Give each imported image its FER+ row (by row; by pixels when ``ferplus_images`` is
-    given, for image folders), write ``out/.ferplus_votes.csv``, print and return the report."""
+    given, for image folders), write ``out/.ferplus_votes.csv``, print and return the report.
+
+    By pixels, an image that matches no PNG takes the votes its Usage's PNG-less rows all share
+    (:func:`fer.data.ferplus_join.give_png_less_votes`), when the folder misses no PNG."""
     import pandas as pd
 
     from fer.data import ferplus, ferplus_join
@@ -294,6 +297,7 @@ def _join_votes(
 
     by_row = {v.row: v for v in vote_rows}
     usages = [img.usage for img in images]
+    given: list[tuple[int, ...] | None] = [None] * len(images)
     if ferplus_images is None:  # the CSV (run() requires FER+'s images for folders)
         rows = [img.row for img in images]
         matches, report = match_by_row(rows, usages, [img.key for img in images], by_row)
@@ -301,31 +305,39 @@ def _join_votes(
         ferplus_rows, pixels = _ferplus_pixels(ferplus_images, vote_rows)
         greys = [ferplus_join.grey48(img.data) for img in bar(images, unit="img", desc="decode")]
         matches, report = match_by_pixels(greys, usages, ferplus_rows, pixels, accept=accept)
+        missing = sum(bool(r.image) for r in vote_rows) - len(ferplus_rows)
+        png_less = ferplus_join.png_less_rows(vote_rows)
+        matches, given, report["png_less"] = ferplus_join.give_png_less_votes(
+            matches, usages, png_less, missing_pngs=missing
+        )
+    votes = [by_row[m[0]].votes if m[0] >= 0 else g for m, g in zip(matches, given, strict=True)]
     table = pd.DataFrame(
         [
             {"path": img.relpath, ferplus.ROW_COLUMN: row, "match": how,
              "distance": round(dist, 3),
-             **dict(zip(ferplus.VOTE_COLUMNS, by_row[row].votes, strict=True))}
-            for img, (row, how, dist) in zip(images, matches, strict=True)
-            if row >= 0
+             **dict(zip(ferplus.VOTE_COLUMNS, v, strict=True))}
+            for img, (row, how, dist), v in zip(images, matches, votes, strict=True)
+            if v is not None
         ],
         columns=list(ferplus.TABLE_COLUMNS),
     )  # fmt: skip
     write_csv(table, out / ferplus.VOTES_FILE)
-    matched = [m for m in matches if m[0] >= 0]
+    voted = [v for v in votes if v is not None]
     report.update(
         table=str(out / ferplus.VOTES_FILE),
         images=len(images),
-        matched=len(matched),
-        unmatched=len(images) - len(matched),
-        **vote_counts([by_row[m[0]].votes for m in matched]),
+        matched=sum(m[0] >= 0 for m in matches),
+        no_png=len(voted) - sum(m[0] >= 0 for m in matches),
+        unmatched=len(images) - len(voted),
+        **vote_counts(voted),
     )
     _print_votes(report)
     return report
 
 
 def _ferplus_pixels(folder: Path, vote_rows: list[Any]) -> tuple[list[Any], np.ndarray]:
-    """The vote rows that have a FER+ PNG under ``folder`` (by Image name), and its pixels."""
+    """The vote rows that have a readable 48x48 FER+ PNG under ``folder`` (by Image name), and
+    its pixels."""
     from fer.data import ferplus_join
 
     if not folder.is_dir():
@@ -348,8 +360,9 @@ def _ferplus_pixels(folder: Path, vote_rows: list[Any]) -> tuple[list[Any], np.n
 
 
 def _print_votes(r: dict[str, Any]) -> None:
+    no_png = f"{r['no_png']} given the PNG-less rows' votes, " if "png_less" in r else ""
     print(
-        f"  FER+ votes by {r['by']}: {r['matched']} of {r['images']} images matched, "
+        f"  FER+ votes by {r['by']}: {r['matched']} of {r['images']} images matched, {no_png}"
         f"{r['unmatched']} without votes (kept) → {r['table']}"
     )
     if r["by"] == "row":
@@ -373,9 +386,35 @@ def _print_votes(r: dict[str, Any]) -> None:
             f"identical votes, {d['different_votes']} differing); images sharing a row: "
             f"{r['rows_matched_twice']}"
         )
+        _print_png_less(r["png_less"])
     print(
         f"    not a face (NF most voted): {r['not_face']}; ties among emotions: "
         f"{r['emotion_ties']}\n"
         "  `fer ingest` joins the votes into the manifest; `evaluate` then also scores against "
         "FER+, and train.labels: ferplus_majority | ferplus_soft trains on them"
     )
+
+
+def _print_png_less(p: dict[str, Any]) -> None:
+    """Per Usage: unmatched images given the PNG-less rows' votes, beside how many rows."""
+    if not p["by_usage"]:
+        print("    FER+ rows without a PNG (empty Image name): none")
+        return
+    print(
+        "    FER+ rows without a PNG (empty Image name), per Usage: unmatched images given "
+        "their votes (match no_png) / rows"
+    )
+    for usage, u in p["by_usage"].items():
+        if u["votes"] is None:
+            note = "their votes differ: none given"
+        else:
+            note = "votes " + " ".join(map(str, u["votes"]))
+        if u["given"] > u["rows"]:
+            note += f"; {u['given'] - u['rows']} more than rows: images that missed their PNG"
+        print(f"      {usage}: {u['given']} / {u['rows']} ({note})")
+    if p["missing_pngs"]:
+        print(
+            f"    none given: {p['missing_pngs']} PNG(s) named by the votes CSV missing or "
+            "unreadable in --ferplus-images (their images would take these votes); unmatched "
+            "images keep no votes"
+        )
