@@ -201,9 +201,11 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
     split = pd.read_parquet(work / "data" / "splits.parquet")
     train = split[split["split"] == "train"]
     details = json.loads((work / "metrics" / "details" / f"{MODEL}.json").read_text())
+    fitted = json.loads((work / "models" / MODEL / "run.json").read_text())
     return {
         "variant": variant, **v, **summarize(details),
-        "train_faces": len(train),
+        "train_faces": fitted["n_train"],  # what train used (FER+ ties, no votes: skipped)
+        "split_train_faces": len(train),
         "relabelled": int((train["label"] != train["given_label"]).sum()),
         "excluded_train": int((acted["action"] == "exclude").sum()),
         "capped": capped, "seconds": times,
