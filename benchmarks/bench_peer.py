@@ -176,7 +176,9 @@ class Ours:
         self.cfg = _cfg()
         self.model_dir = resolve_model(self.cfg, MODEL).path
         self.classifier, self.crop = load_classifier(self.model_dir, self.cfg)
-        self.detector = _detector(self.classifier, self.cfg, "model")
+        # params' res10 SSD (`--detect-with params`): the bare loop and the "given our boxes"
+        # peer run use the same SSD; the model's own detector is now PyPI fer's Haar cascade
+        self.detector = _detector(self.classifier, self.cfg, "params")
 
     def predict_path(self, path: Path) -> dict[str, Any]:
         """`fer predict`: decode, detect, crop, classify, record (no annotated JPEG)."""
