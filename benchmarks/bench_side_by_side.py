@@ -225,6 +225,19 @@ class _LineWorker:
             raise RuntimeError(self.died)
         return json.loads(line)
 
+    def _request(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Send one request line; the answer line."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        """End the worker."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
 
 class FaceApi(_LineWorker):
     """The Node worker (``side_by_side_faceapi.cjs``): face-api's own pipelines."""
@@ -254,22 +267,12 @@ class FaceApi(_LineWorker):
         raw = tmp / "faceapi.rgb"
         raw.write_bytes(rgb.tobytes())
         decode_ms = (time.perf_counter() - start) * 1000
-        assert self.proc.stdin is not None
         req = {"rgb": str(raw), "width": rgb.shape[1], "height": rgb.shape[0],
                "variants": list(variants)}  # fmt: skip
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        out = {
-            v: (_faceapi_faces(r["faces"]), r["ms"] + decode_ms) for v, r in self._read().items()
-        }
+        answer = self._request(req)
+        out = {v: (_faceapi_faces(r["faces"]), r["ms"] + decode_ms) for v, r in answer.items()}
         self.first_ms = self.first_ms or {v: ms for v, (_, ms) in out.items()}
         return out
-
-    def close(self) -> None:
-        """End the worker."""
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
 
 
 def peer_worker() -> None:
@@ -346,20 +349,11 @@ class PeerFer(_LineWorker):
         faces = self.detector.detect(load_rgb(path)) if "ssd" in variants else []
         detect_ms = (time.perf_counter() - start) * 1000
         boxes = [[int(f.x), int(f.y), int(f.w), int(f.h)] for f in faces]
-        assert self.proc.stdin is not None
-        req = {"path": str(path), "variants": list(variants), "boxes": boxes}
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
+        answer = self._request({"path": str(path), "variants": list(variants), "boxes": boxes})
         out = {v: (r["faces"], r["ms"] + (detect_ms if v == "ssd" else 0.0))
-               for v, r in self._read().items()}  # fmt: skip
+               for v, r in answer.items()}  # fmt: skip
         self.first_ms = self.first_ms or {v: ms for v, (_, ms) in out.items()}
         return out
-
-    def close(self) -> None:
-        """End the worker."""
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
 
 
 def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

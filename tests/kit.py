@@ -553,3 +553,14 @@ def copy_project(dest: Path, overrides: list[str] | None = None) -> Path:
     sh(dest, "git", "add", "-A")
     sh(dest, "git", "commit", "-qm", "test project")
     return dest
+
+
+def repo_params_copy(root: Path) -> dict[str, Any]:
+    """``root/params.yaml``: the project's params with tracking off and the train cache (where
+    ``pretrained:NAME`` models are built) under ``root``; ``{"root", "params", "cfg"}``."""
+    repo = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    repo["train"] = {**repo["train"], "cache_dir": str(root / "cache")}
+    repo["tracking"] = {**repo["tracking"], "enabled": False}
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(repo, sort_keys=False), encoding="utf-8")
+    return {"root": root, "params": params, "cfg": load_config(params)}

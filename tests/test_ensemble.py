@@ -15,9 +15,9 @@ import pytest
 from matplotlib import cbook
 
 from fer.cli import main
-from fer.config import load_config
 from fer.errors import ModelError
 from fer.prediction.ensemble import ensemble_payload, fit_weights, weight_grid
+from tests import kit
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,15 +31,7 @@ def _probs(record: dict) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    import yaml
-
-    root = tmp_path_factory.mktemp("ensemble")
-    repo = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    repo["train"] = {**repo["train"], "cache_dir": str(root / "cache")}
-    repo["tracking"] = {**repo["tracking"], "enabled": False}
-    params = root / "params.yaml"
-    params.write_text(yaml.safe_dump(repo, sort_keys=False))
-    return {"root": root, "params": params, "cfg": load_config(params)}
+    return kit.repo_params_copy(tmp_path_factory.mktemp("ensemble"))
 
 
 def _fer(setup: dict, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

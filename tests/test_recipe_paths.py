@@ -19,6 +19,7 @@ from matplotlib import cbook
 from fer.cli import main
 from fer.config import load_config
 from fer.faces.recipes import FACEAPI_RECIPE, PYPI_FER_RECIPE
+from tests import kit
 
 IMAGE = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
@@ -29,15 +30,7 @@ def _probs(faces: list[dict]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    import yaml
-
-    root = tmp_path_factory.mktemp("recipes")
-    repo = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    repo["train"] = {**repo["train"], "cache_dir": str(root / "cache")}
-    repo["tracking"] = {**repo["tracking"], "enabled": False}
-    params = root / "params.yaml"
-    params.write_text(yaml.safe_dump(repo, sort_keys=False))
-    return {"root": root, "params": params, "cfg": load_config(params)}
+    return kit.repo_params_copy(tmp_path_factory.mktemp("recipes"))
 
 
 def test_packaged_models_carry_their_package_recipe(setup: dict) -> None:
