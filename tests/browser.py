@@ -28,14 +28,14 @@ def chromium() -> str:
 def render(url: str, *, screenshot: Path | None = None) -> str:
     """The page's DOM after its scripts ran; optionally also save a screenshot."""
     exe = chromium()
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:  # see cdp.py
         dom = subprocess.run(
             [exe, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
             capture_output=True, text=True, timeout=120, check=False,
         ).stdout  # fmt: skip
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as profile:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:  # see cdp.py
             subprocess.run(
                 [exe, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={screenshot}", url],
                 capture_output=True, timeout=120, check=False,

@@ -8,8 +8,11 @@ Used by the review browser test, the README screenshot and ``benchmarks/bench_re
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -44,6 +47,7 @@ class Browser:
             [exe, *FLAGS, f"--remote-debugging-port={port}",
              f"--user-data-dir={self._profile.name}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helpers (renderer, crashpad) stop with it in close()
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         pages: list[dict[str, Any]] = []
@@ -122,13 +126,27 @@ class Browser:
         ws = getattr(self, "ws", None)
         if ws is not None:
             ws.close()
-        self.proc.terminate()
+        self._signal_group(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
-        self._profile.cleanup()
+        # Helpers left in the group may still write the profile (seen: "Directory not
+        # empty: 'Default'" on removal): stop them, then remove it.
+        self._signal_group(signal.SIGKILL)
+        for _ in range(20):
+            try:
+                self._profile.cleanup()
+                return
+            except OSError:
+                time.sleep(0.25)
+        shutil.rmtree(self._profile.name, ignore_errors=True)
+
+    def _signal_group(self, sig: int) -> None:
+        """Signal Chromium's own process group (its session: nothing else of ours)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
 
     def __enter__(self) -> Browser:
         return self
