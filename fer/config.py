@@ -326,6 +326,8 @@ class ReviewConfig(Section):
 
 Architecture = Literal["alexnet", "baseline", "resnet18", "minixception", "faceexpr"]
 """Architectures fer can build (fer/learning/models registers one module for each)."""
+ENSEMBLE = "ensemble"
+"""``models.<name>.arch: ensemble``: packaged models read each face together (no training)."""
 
 
 class TrainConfig(Section):
@@ -367,10 +369,13 @@ class ModelSpec(Section):
     ``fer weights`` fetched, never downloaded at run time. ``head``: ``mapped`` keeps the
     7-emotion layer and pools its logits into the 3 classes (``import.fer2013`` + ``taxonomy``);
     ``new`` puts a fresh 3-way layer in its place; ``auto`` is ``mapped`` when pretrained, else
-    ``new``.
+    ``new``. ``arch: ensemble``: ``members`` (``pretrained:NAME``) read each face, each cut by
+    its own recipe (``flip``: and mirrored), their probabilities mixed by ``weights``, or by
+    the ``weight_step`` grid weights that read the validation split best when ``weights`` is
+    null.
     """
 
-    arch: Architecture | None = None
+    arch: Architecture | Literal["ensemble"] | None = None
     pretrained_path: Path | None = None
     pretrained: bool = False
     head: Literal["auto", "mapped", "new"] = "auto"
@@ -380,6 +385,28 @@ class ModelSpec(Section):
     freeze: list[str] = Field(default_factory=list)
     dropout: Fraction = 0.5
     width: Annotated[int, Field(ge=1)] = 32
+    members: list[str] = Field(default_factory=list)
+    weights: list[Annotated[float, Field(ge=0)]] | None = None
+    weight_step: Annotated[float, Field(gt=0, le=1)] = 0.1
+    flip: bool = False
+
+    @model_validator(mode="after")
+    def _ensemble_fields(self) -> ModelSpec:
+        if self.arch != ENSEMBLE:
+            if self.members or self.weights is not None:
+                raise ValueError("members and weights belong to an entry with arch: ensemble")
+            return self
+        if len(self.members) < 2 or any(not m.startswith("pretrained:") for m in self.members):
+            raise ValueError(
+                "arch: ensemble needs two or more members, each a packaged model "
+                "(pretrained:NAME); combine trained models with `fer ensemble`"
+            )
+        if self.weights is not None and (
+            len(self.weights) != len(self.members) or sum(self.weights) <= 0
+        ):
+            raise ValueError("weights: one non-negative number per member, sum > 0 (or null: "
+                             "fitted on the validation split)")  # fmt: skip
+        return self
 
     def resolved_head(self) -> Literal["mapped", "new"]:
         """``head`` with ``auto`` resolved: ``mapped`` when pretrained, else ``new``."""
@@ -399,6 +426,11 @@ class ModelSpec(Section):
     def architecture(self, name: str) -> str:
         """What to build for the entry ``name``: ``arch``, else the entry's own name."""
         return self.arch or name
+
+    @property
+    def is_ensemble(self) -> bool:
+        """An entry of packaged models read together (``arch: ensemble``)."""
+        return self.arch == ENSEMBLE
 
 
 class EvaluateConfig(Section):
@@ -533,7 +565,7 @@ class Config(Section):
 
         name = (given or self.train.model).strip()
         architectures = typing.get_args(Architecture)
-        if self.architecture(name) not in architectures:
+        if self.architecture(name) not in (*architectures, ENSEMBLE):
             known = sorted({*architectures, *self.train.models, *self.models})
             raise ConfigError(f"--model: unknown model {name!r} (available: {', '.join(known)})")
         return name

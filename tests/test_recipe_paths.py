@@ -165,7 +165,7 @@ def test_evaluate_recuts_by_the_model_recipe(
     assert np.abs(test.probs[0] - _probs([by_predict])[0]).max() < 1e-5
     # a model cut like detect's crops (at any input size and colour) gets those crops as they are
     from fer.faces.recipes import FaceRecipe
-    from fer.stages.evaluate import model_crops
+    from fer.prediction.recut import model_crops
 
     same = SimpleNamespace(
         recipe=lambda default: FaceRecipe.from_crop(default).with_input(48, "gray")

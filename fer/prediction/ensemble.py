@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fer.errors import ModelError
-from fer.prediction.inference import WEIGHTS, FaceClassifier, read_payload
+from fer.prediction.inference import FaceClassifier, face_records, read_payload, weights_file
 
 if TYPE_CHECKING:
-    from fer.config import CropConfig, DetectorSettings
+    from fer.config import Config, CropConfig, DetectorSettings
     from fer.faces.detectors import Face
     from fer.faces.recipes import FaceCutter
+    from fer.learning.splits import SplitData
 
 ENSEMBLE_ARCH = "ensemble"
 MemberCrops = tuple[np.ndarray, ...]
@@ -125,9 +126,15 @@ class FaceEnsemble:
 
     @classmethod
     def from_payload(
-        cls, payload: dict[str, Any], *, device: str = "cpu", batch_size: int = 64
+        cls,
+        payload: dict[str, Any],
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        inference: bool = True,
     ) -> FaceEnsemble:
-        """The ensemble of an ``arch: ensemble`` ``model.pt`` dict, members ready to predict.
+        """The ensemble of an ``arch: ensemble`` ``model.pt`` dict, members ready to predict
+        (``inference``: as :meth:`FaceClassifier.for_inference`, else as evaluation loads).
 
         Raises:
             ModelError: a member that does not load, or no members.
@@ -135,17 +142,25 @@ class FaceEnsemble:
         members = payload.get("members")
         if not isinstance(members, list) or len(members) < 2:
             raise ModelError("ensemble model file: needs a list of at least two members")
-        loaded = [
-            FaceClassifier.for_inference_payload(m, device=device, batch_size=batch_size)
-            for m in members
-        ]
-        shared = None  # one landmark net for every member that cuts by landmarks
-        for member in loaded:
-            if member.recipe().needs_landmarks:
-                shared = shared or member.landmarker()
-                member._landmarker = shared
+        load = FaceClassifier.for_inference_payload if inference else FaceClassifier.from_payload
+        loaded = [load(m, device=device, batch_size=batch_size) for m in members]
         meta = {k: v for k, v in payload.items() if k != "members"}
-        return cls(loaded, payload.get("weights", []), names=payload.get("names", []), meta=meta)
+        ensemble = cls(loaded, payload.get("weights", []), names=payload.get("names", []),
+                       meta=meta)  # fmt: skip
+        if ensemble.needs_landmarks:  # one landmark net for every member that cuts by them
+            first = next(m for m in loaded if m.recipe().needs_landmarks)
+            ensemble.share_landmarker(first.landmarker())
+        return ensemble
+
+    @property
+    def needs_landmarks(self) -> bool:
+        """Does a member cut its faces by landmarks?"""
+        return any(m.recipe().needs_landmarks for m in self.members)
+
+    def share_landmarker(self, landmarker: Any) -> None:
+        """Every member that cuts by landmarks uses ``landmarker``."""
+        for member in self.members:
+            member.share_landmarker(landmarker)
 
     def face_cutter(self, default: CropConfig | None = None) -> EnsembleCutter:
         """One cutter per member (:meth:`FaceClassifier.face_cutter`)."""
@@ -172,7 +187,7 @@ class FaceEnsemble:
 
     def records(self, probs: np.ndarray) -> list[dict[str, Any]]:
         """``{"probs": {class: p}, "label"}`` per row of ``probs``."""
-        return FaceClassifier.records(self, probs)  # type: ignore[arg-type]
+        return face_records(self.classes, probs)
 
 
 def combine(member_probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -227,7 +242,7 @@ def fit_weights(
 def load_for_inference(
     path: str | Path, *, device: str = "cpu", batch_size: int = 64
 ) -> FaceClassifier | FaceEnsemble:
-    """A model folder or ``model.pt`` ready for ``fer predict`` / ``fer api``: a
+    """A model folder or ``model.pt`` ready for ``fer predict`` / ``fer api`` / the pyfunc: a
     :class:`FaceClassifier` (:meth:`FaceClassifier.for_inference`), or a :class:`FaceEnsemble`.
 
     Raises:
@@ -237,10 +252,77 @@ def load_for_inference(
     if payload.get("arch") == ENSEMBLE_ARCH:
         return FaceEnsemble.from_payload(payload, device=device, batch_size=batch_size)
     return FaceClassifier.for_inference_payload(
-        payload, device=device, batch_size=batch_size, source=_weights_file(path)
+        payload, device=device, batch_size=batch_size, source=weights_file(path)
     )
 
 
-def _weights_file(path: str | Path) -> Path:
-    p = Path(path)
-    return p / WEIGHTS if p.is_dir() else p
+def load_model(
+    path: str | Path, *, device: str = "cpu", batch_size: int = 64
+) -> FaceClassifier | FaceEnsemble:
+    """A model folder or ``model.pt`` as evaluation loads it (:meth:`FaceClassifier.load`:
+    the process's threads, batch norms as trained), a single model or an ensemble.
+
+    Raises:
+        ModelError: missing, unreadable or not a fer model file.
+    """
+    payload = read_payload(path)
+    if payload.get("arch") == ENSEMBLE_ARCH:
+        return FaceEnsemble.from_payload(
+            payload, device=device, batch_size=batch_size, inference=False
+        )
+    return FaceClassifier.from_payload(
+        payload, device=device, batch_size=batch_size, source=weights_file(path)
+    )
+
+
+def assemble_on_split(
+    cfg: Config, name: str, data: SplitData, config: dict[str, Any], *, device: str = "cpu"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``model.pt`` dict of the ensemble entry ``models.<name>`` and its validation record.
+
+    Its members (``pretrained:NAME``) are read as shipped; each validation face is cut again by
+    each member's recipe (:func:`fer.prediction.recut.model_crops`). Without given ``weights``
+    they are the grid weights that read the validation split best (:func:`fit_weights`).
+
+    Returns:
+        ``(payload, record)``: ``record`` holds the columns of ``history.csv`` ("epoch 0"),
+        scored on the validation split, plus ``weights``, ``member_val_acc`` and
+        ``needs_landmarks`` (a member cuts by landmarks).
+
+    Raises:
+        InputError: weights to fit and no validation faces.
+        ModelError: a member that does not resolve or load.
+    """
+    from fer import CLASSES
+    from fer.errors import InputError
+    from fer.learning.evaluation import classification_report
+    from fer.learning.splits import subset
+    from fer.prediction.model_resolution import resolve_model
+    from fer.prediction.recut import model_crops
+
+    spec = cfg.model_spec(name)
+    payloads = [read_payload(resolve_model(cfg, m).path) for m in spec.members]
+    start = spec.weights if spec.weights is not None else [1.0] * len(payloads)
+    payload = ensemble_payload(payloads, start, names=spec.members, flip=spec.flip,
+                               config=config)  # fmt: skip
+    rows, crops, y = subset(data, "val")
+    if len(rows) == 0 and spec.weights is None:
+        raise InputError(f"models.{name}: no validation faces to fit its weights on; give "
+                         "weights")  # fmt: skip
+    ensemble = FaceEnsemble.from_payload(payload, device=device, batch_size=256, inference=False)
+    table = data.table.iloc[rows].reset_index(drop=True)
+    probs = ensemble.member_probs(model_crops(cfg, ensemble, table, crops)) if len(rows) else []
+    if spec.weights is None:
+        payload["weights"], _ = fit_weights(probs, y, step=spec.weight_step)
+    mix = combine(probs, payload["weights"]) if len(rows) else np.zeros((0, len(CLASSES)))
+    report = classification_report(y, mix.argmax(1), CLASSES)
+    picked = np.clip(mix[np.arange(len(y)), y], 1e-12, 1) if len(rows) else np.ones(1)
+    nan = float("nan")
+    record = {
+        "epoch": 0, "train_loss": nan, "train_acc": nan, "val_loss": float(-np.log(picked).mean()),
+        "val_acc": report["accuracy"], "val_macro_f1": report["macro_f1"], "lr": 0.0,
+        "images_per_s": 0.0, "weights": payload["weights"],
+        "member_val_acc": [float((p.argmax(1) == y).mean()) for p in probs],
+        "needs_landmarks": ensemble.needs_landmarks,
+    }  # fmt: skip
+    return payload, record

@@ -90,6 +90,23 @@ def read_payload(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def weights_file(path: str | Path) -> Path:
+    """The ``model.pt`` of a model folder, or the file itself."""
+    p = Path(path)
+    return p / WEIGHTS if p.is_dir() else p
+
+
+def face_records(classes: Sequence[str], probs: np.ndarray) -> list[dict[str, Any]]:
+    """``{"probs": {class: p}, "label"}`` per row of ``probs``; pure."""
+    return [
+        {
+            "probs": {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)},
+            "label": classes[int(np.argmax(row))],
+        }
+        for row in probs
+    ]
+
+
 def load_model_file(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network from ``model.pt`` (a file or a folder holding one).
 
@@ -97,9 +114,8 @@ def load_model_file(path: str | Path, device: str = "cpu") -> tuple[nn.Module, d
         ModelError: missing file, not a fer model file (an ensemble is not one network:
             :func:`fer.prediction.ensemble.load_for_inference`), or weights that do not fit.
     """
-    p = Path(path)
-    payload = read_payload(p)
-    return network_of(payload, device, source=p / WEIGHTS if p.is_dir() else p), payload
+    payload = read_payload(path)
+    return network_of(payload, device, source=weights_file(path)), payload
 
 
 def network_of(
@@ -171,10 +187,9 @@ class FaceClassifier:
         ``threads``: torch intra-op threads while classifying on CPU (restored after each
         call); None keeps the process setting (evaluation sets its own).
         """
-        p = Path(path)
         return cls.from_payload(
-            read_payload(p), device=device, batch_size=batch_size, threads=threads,
-            source=p / WEIGHTS if p.is_dir() else p,
+            read_payload(path), device=device, batch_size=batch_size, threads=threads,
+            source=weights_file(path),
         )  # fmt: skip
 
     @classmethod
@@ -214,11 +229,9 @@ class FaceClassifier:
         Probabilities equal :meth:`load`'s to float rounding (~1e-6); evaluation keeps
         :meth:`load`.
         """
-        p = Path(path)
         return cls.for_inference_payload(
-            read_payload(p), device=device, batch_size=batch_size,
-            source=p / WEIGHTS if p.is_dir() else p,
-        )  # fmt: skip
+            read_payload(path), device=device, batch_size=batch_size, source=weights_file(path)
+        )
 
     @classmethod
     def for_inference_payload(
@@ -296,6 +309,12 @@ class FaceClassifier:
             self._landmarker = FaceLandmarker(threads=self.threads)
         return self._landmarker
 
+    def share_landmarker(self, landmarker: Any) -> None:
+        """Cut by ``landmarker`` (one net for several models, or a packaged copy) when this
+        model's recipe cuts by landmarks; else nothing changes."""
+        if self.recipe().needs_landmarks:
+            self._landmarker = landmarker
+
     def detector_settings(self, default: DetectorSettings | None = None) -> DetectorSettings:
         """The detector settings the model carries (``config.detect`` in ``model.pt``)."""
         from fer.config import DetectorSettings
@@ -327,13 +346,7 @@ class FaceClassifier:
 
     def records(self, probs: np.ndarray) -> list[dict[str, Any]]:
         """``{"probs": {class: p}, "label"}`` per row of ``probs``."""
-        return [
-            {
-                "probs": {c: round(float(p), 6) for c, p in zip(self.classes, row, strict=True)},
-                "label": self.classes[int(np.argmax(row))],
-            }
-            for row in probs
-        ]
+        return face_records(self.classes, probs)
 
 
 def fold_batch_norms(model: nn.Module) -> nn.Module:

@@ -173,9 +173,9 @@ class FacePyfunc:
         import torch
 
         from fer.faces.detectors import create_detector
-        from fer.prediction.inference import FaceClassifier
+        from fer.prediction.ensemble import load_for_inference
 
-        self.classifier = FaceClassifier.for_inference(
+        self.classifier = load_for_inference(  # one model, or an ensemble of them
             context.artifacts["weights"], device="cuda" if torch.cuda.is_available() else "cpu"
         )
         config = self.classifier.meta.get("config", {})
@@ -191,7 +191,7 @@ class FacePyfunc:
 
             manifest = Path(context.artifacts[LANDMARKS_ARTIFACT])
             net = landmark_net(manifest)
-            self.classifier._landmarker = FaceLandmarker(net, threads=self.classifier.threads)
+            self.classifier.share_landmarker(FaceLandmarker(net, threads=self.classifier.threads))
         self.crop_cfg = self.classifier.face_cutter()
         self.max_pixels = int(config.get("max_pixels", 89_478_485))
 

@@ -102,80 +102,22 @@ def _predict_test_split(cfg: Config, model_dir: Path, name: str) -> TestPredicti
     from fer.learning.datasets import cpu_threads
     from fer.learning.splits import read_splits, subset
     from fer.learning.training import resolve_device
-    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.ensemble import load_model
+    from fer.prediction.recut import model_crops
 
     if not (model_dir / "model.pt").is_file():
         raise InputError(f"{model_dir / 'model.pt'}: not found (run `fer train --model {name}`)")
     torch.set_num_threads(cpu_threads(cfg.train.threads))
-    clf = FaceClassifier.load(model_dir, device=resolve_device(cfg.train.device), batch_size=256)
+    clf = load_model(model_dir, device=resolve_device(cfg.train.device), batch_size=256)
     data = read_splits(cfg)
     rows, crops, y = subset(data, "test")
     if len(rows) == 0:
         raise InputError(f"{cfg.split.out}: no usable test rows (split == 'test')")
     table = data.table.iloc[rows].reset_index(drop=True)
     skipped = int((data.skipped["split"] == "test").sum())
-    crops = model_crops(cfg, clf, table, crops)
-    return TestPredictions(table, crops, y, clf.predict_proba(crops), skipped)
-
-
-def model_crops(cfg: Config, clf: Any, table: pd.DataFrame, crops: np.ndarray) -> np.ndarray:
-    """The test faces as the model wants them cut (its face recipe).
-
-    A model whose recipe is that of the crops ``fer detect`` made (every model trained here)
-    gets those crops; any other (another margin, a landmark box, levelled eyes: a packaged
-    model's own recipe) gets its faces cut again from the original images, at the boxes
-    ``fer detect`` stored, exactly as ``fer predict`` cuts them.
-    """
-    from fer.faces.recipes import FaceCutter, FaceRecipe, whole_image_recipe
-
-    made = FaceRecipe.from_crop(cfg.detect.crop)
-    if clf.recipe(default=cfg.detect.crop).with_input(made.size, made.color) == made:
-        return crops
-    if cfg.detect.mode == "precropped":  # each image is one face: read whole, sized its way
-        whole = whole_image_recipe(clf.recipe(default=cfg.detect.crop))
-        return recut(cfg, table, FaceCutter(whole), whole_image=True)
-    return recut(cfg, table, clf.face_cutter(default=cfg.detect.crop))
-
-
-def recut(
-    cfg: Config, table: pd.DataFrame, cutter: Any, *, whole_image: bool = False
-) -> np.ndarray:
-    """Cut each row's face from its original image (``ingest.raw_dir``) at its stored box (the
-    whole image with ``whole_image``: pre-cropped datasets, as ``fer predict --precropped``).
-
-    Raises:
-        InputError: a face missing from ``detect.faces``, or an image outside the raw folder
-            or not readable.
-    """
-    from fer.data.images import DecodeError, load_rgb
-    from fer.faces.detectors import Face
-    from fer.io import contained, read_table
-    from fer.progress import bar, enabled
-
-    columns = ("face_id", "x", "y", "w", "h")
-    faces = read_table(cfg.detect.faces, producer="fer detect", columns=columns)
-    boxes = faces.set_index("face_id")[["x", "y", "w", "h"]]
-    missing = sorted(set(table["face_id"]) - set(boxes.index))
-    if missing:
-        raise InputError(f"{cfg.detect.faces}: no box for face {missing[0]} (run `fer detect`)")
-    raw = Path(cfg.ingest.raw_dir)
-    out: list[np.ndarray] = []
-    with bar(total=len(table), desc="recut", unit="face", disable=not enabled()) as progress:
-        for face_id, rel in zip(table["face_id"], table["path"], strict=True):
-            path = contained(raw, str(rel))
-            if path is None:
-                raise InputError(f"{rel}: path outside ingest.raw_dir {raw}")
-            try:
-                image = load_rgb(path, max_pixels=cfg.ingest.max_pixels)
-            except DecodeError as exc:
-                raise InputError(f"{path}: cannot recut the face ({exc.reason})") from None
-            if whole_image:
-                x, y, (h, w) = 0, 0, image.shape[:2]
-            else:
-                x, y, w, h = (int(v) for v in boxes.loc[face_id])
-            out.append(cutter.cut(image, [Face(x, y, w, h, 1.0)])[0])
-            progress.update(1)
-    return np.stack(out)
+    cut = model_crops(cfg, clf, table, crops)
+    shown = cut if isinstance(cut, np.ndarray) else crops  # an ensemble's galleries: detect's
+    return TestPredictions(table, shown, y, clf.predict_proba(cut), skipped)
 
 
 def score_predictions(

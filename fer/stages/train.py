@@ -100,6 +100,8 @@ def run(
     if resume and fresh:
         raise ConfigError("--resume and --fresh exclude each other")
     name = cfg.model_name(model)
+    if cfg.model_spec(name).is_ensemble:
+        return assemble(cfg, name)
     tracking.ensure_reachable(cfg.tracking)  # before minutes of training, not after
     started = time.perf_counter()
     device = _set_up_torch(cfg)
@@ -129,6 +131,42 @@ def run(
         if mrun is not None:
             summary.update(_register(mrun, cfg, name, paths, result))
     summary["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(paths.out / "run.json", {k: v for k, v in summary.items() if k not in RUN_FACTS})
+    tracking.write_run_facts(name, {k: summary.get(k) for k in RUN_FACTS})
+    _print_done(name, result, summary, paths.out)
+    return summary
+
+
+def assemble(cfg: Config, name: str) -> dict[str, Any]:
+    """``arch: ensemble``: no training; its members read the validation split, which fits the
+    weights (unless given) and scores it like a trained model ("epoch 0"): ``models/<name>/``,
+    ``history.csv``, MLflow run and registry, champion rule alike."""
+    from fer import tracking
+    from fer.learning.training import FitResult
+    from fer.prediction.ensemble import assemble_on_split
+
+    tracking.ensure_reachable(cfg.tracking)
+    started = time.perf_counter()
+    device = _set_up_torch(cfg)
+    data = read_splits(cfg)
+    if cfg.train.labels != "given":
+        use_ferplus_labels(cfg, data, cfg.train.labels)
+    paths, conf = TrainPaths.of(cfg, name), model_config(cfg, name)
+    payload, record = assemble_on_split(cfg, name, data, conf, device=device)
+    result = FitResult([record], None, 0, max(record["val_macro_f1"], 0.0), stopped_early=False)
+    write_csv(pd.DataFrame([record], columns=list(HISTORY_COLUMNS)), paths.history)
+    _save_torch(payload, paths.out / "model.pt")
+    with tracking.open_run(
+        cfg.tracking, run_name=name, tags={"stage": "train", "model": name}
+    ) as mrun:
+        summary = _summary(name, result, None, data, device, mrun)
+        if mrun is not None:
+            mrun.log_params({**conf, "model_name": name, "fitted_weights": record["weights"]})
+            mrun.log_metrics({k: record[k] for k in ("val_loss", "val_acc", "val_macro_f1")})
+            summary.update(_register(mrun, cfg, name, paths, result,
+                                     landmarks=record["needs_landmarks"]))  # fmt: skip
+    summary.update(weights=record["weights"], member_val_acc=record["member_val_acc"],
+                   seconds=round(time.perf_counter() - started, 1))  # fmt: skip
     write_json(paths.out / "run.json", {k: v for k, v in summary.items() if k not in RUN_FACTS})
     tracking.write_run_facts(name, {k: summary.get(k) for k in RUN_FACTS})
     _print_done(name, result, summary, paths.out)
@@ -417,7 +455,7 @@ def _publish_model(
 def _summary(
     name: str,
     result: FitResult,
-    fit_data: FitData,
+    fit_data: FitData | None,
     data: SplitData,
     device: str,
     mrun: RunLogger | None,
@@ -433,8 +471,8 @@ def _summary(
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "images_per_s": float(np.mean([h["images_per_s"] for h in result.history])),
-        "n_train": len(fit_data.train_y),
-        "n_val": len(fit_data.val_y),
+        "n_train": len(fit_data.train_y) if fit_data else 0,  # an ensemble trains nothing
+        "n_val": len(fit_data.val_y) if fit_data else int((data.table["split"] == "val").sum()),
         "labels": data.label_source,
         "skipped": data.skipped.to_dict(orient="records"),
         "device": device,
@@ -442,9 +480,18 @@ def _summary(
 
 
 def _register(
-    mrun: RunLogger, cfg: Config, name: str, paths: TrainPaths, result: FitResult
+    mrun: RunLogger,
+    cfg: Config,
+    name: str,
+    paths: TrainPaths,
+    result: FitResult,
+    *,
+    landmarks: bool | None = None,
 ) -> dict:
-    """Log the pyfunc and register it; the alias moves only to a better model."""
+    """Log the pyfunc and register it; the alias moves only to a better model.
+
+    ``landmarks``: the model cuts faces by landmarks (None: its recipe says).
+    """
     from fer import tracking
     from fer.prediction.serving import log_arguments
 
@@ -453,10 +500,11 @@ def _register(
     mrun.log_artifact(paths.history)
     for extra in ("summary.json", "report.html"):
         mrun.log_artifact(Path(cfg.validate_.out_dir) / extra, artifact_path="validation")
-    recipe = shipped_recipe(model_config(cfg, name))  # else the crops': detect.crop
-    box = recipe.box if recipe is not None else cfg.detect.crop.box
+    if landmarks is None:
+        recipe = shipped_recipe(model_config(cfg, name))  # else the crops': detect.crop
+        landmarks = (recipe.box if recipe is not None else cfg.detect.crop.box) == "landmarks"
     uri = mrun.log_pyfunc(**log_arguments(  # a recipe of landmarks needs the landmark net
-        paths.out / "model.pt", detector=cfg.detect.detector(), landmarks=box == "landmarks"
+        paths.out / "model.pt", detector=cfg.detect.detector(), landmarks=landmarks
     ))  # fmt: skip
     reg = tracking.register_if_better(
         cfg.tracking, model_uri=uri, run_id=mrun.run_id,
@@ -472,6 +520,8 @@ def reads_real_faces(cfg: Config, name: str) -> bool:
     (not the sandbox), or when it is a packaged real-face model used as shipped (0 epochs). A
     model fitted to the sandbox's drawn faces misreads photos: registered, never the champion."""
     if cfg.truth is None:  # the images are not the sandbox's
+        return True
+    if cfg.model_spec(name).is_ensemble:  # packaged models only, as shipped
         return True
     return cfg.model_spec(name).pretrained and train_config(cfg, name).epochs == 0
 
