@@ -143,7 +143,8 @@ def test_detection_resize_order_changes_no_pixel() -> None:
 def test_inference_threads_are_restored_and_change_nothing(tmp_path: Path) -> None:
     import torch
 
-    from fer.prediction.inference import FaceClassifier, intra_op_threads
+    from fer.numerics import intra_op_threads
+    from fer.prediction.inference import FaceClassifier
     from fer.prediction.model_resolution import resolve_model
 
     folder = resolve_model(config(tmp_path), "pretrained:minixception").path

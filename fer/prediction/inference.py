@@ -7,8 +7,7 @@ architecture is rebuilt by name from the registry, so no pickled code ever runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ import numpy as np
 from fer import CLASSES
 from fer.errors import ModelError
 from fer.learning.preprocess import InputSpec, preprocess
+from fer.numerics import intra_op_threads
 
 if TYPE_CHECKING:
     from torch import nn
@@ -378,25 +378,6 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
                 continue
             seq._modules[second] = nn.Identity()
     return model
-
-
-@contextmanager
-def intra_op_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch intra-op threads, then restore the setting.
-
-    None (or the current count) changes nothing. Switching costs ~1 µs.
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    if not threads or threads == previous:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def analyze_image(

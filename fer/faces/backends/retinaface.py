@@ -14,8 +14,6 @@ points in original pixels, in the order of :data:`LANDMARK_NAMES`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +22,7 @@ import numpy as np
 from fer.errors import ModelError
 from fer.faces.detectors import RawBox, ScaledDetector
 from fer.io import file_sha256
+from fer.numerics import intra_op_threads
 
 if TYPE_CHECKING:
     from fer.config import DetectorSettings
@@ -84,22 +83,6 @@ def fingerprint(cfg: DetectorSettings) -> str:
     return f"{file_sha256(weights_file(cfg))}:torch{torch.__version__}"
 
 
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block on ``threads`` torch intra-op threads, then restore the count."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if previous == threads:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class RetinaFaceDetector(ScaledDetector):
     """RetinaFace on the resized BGR image; raw boxes carry 10 landmark coordinates."""
 
@@ -135,7 +118,7 @@ class RetinaFaceDetector(ScaledDetector):
 
         height, width = bgr.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(bgr, dtype=np.float32) - np.float32(MEAN))
-        with torch_threads(THREADS), torch.inference_mode():
+        with intra_op_threads(THREADS), torch.inference_mode():
             batch = x.permute(2, 0, 1).unsqueeze(0).contiguous(memory_format=torch.channels_last)
             offsets, scores, marks = self.net(batch)
         priors = prior_boxes(height, width)
