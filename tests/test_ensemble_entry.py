@@ -21,9 +21,10 @@ MEMBERS = ["pretrained:minixception", "pretrained:faceexpr"]
 PHOTOS = {"astronaut": ("happy", "positive"), "hopper": ("neutral", "neutral")}
 
 
-def _project(root: Path, entry: dict) -> Path:
+def _project(root: Path, entry: dict, *, precropped: bool = False) -> Path:
     """``root/params.yaml`` of a real-photo project: each photo in val, its mirror in test,
-    with detect's boxes, crops and splits written as the stages write them."""
+    with detect's boxes, crops and splits written as the stages write them (``precropped``:
+    each image is its face alone, 48 px grey, as FER2013's)."""
     import cv2
 
     from fer.config import load_config
@@ -33,6 +34,7 @@ def _project(root: Path, entry: dict) -> Path:
     raw = yaml.safe_load(kit.repo_params_copy(root)["params"].read_text())
     raw["ingest"] = {**raw["ingest"], "raw_dir": str(root / "raw")}
     raw["models"] = {**raw["models"], "ens": entry}
+    raw["detect"]["mode"] = "precropped" if precropped else "detect"
     raw["tracking"] = {**raw["tracking"], "enabled": True,
                        "uri": f"sqlite:///{root / 'mlflow.db'}",
                        "artifact_location": str(root / "mlruns")}  # fmt: skip
@@ -51,6 +53,10 @@ def _project(root: Path, entry: dict) -> Path:
     for name, (folder, label) in PHOTOS.items():
         rgb = photo(name)
         x, y, w, h = SSD_BOXES[name]
+        if precropped:
+            grey = cv2.cvtColor(rgb[y : y + h, x : x + w], cv2.COLOR_RGB2GRAY)
+            rgb = cv2.cvtColor(cv2.resize(grey, (48, 48)), cv2.COLOR_GRAY2RGB)
+            x, y, w, h = 0, 0, 48, 48
         for split, image, box in (
             ("val", rgb, (x, y, w, h)),
             ("test", rgb[:, ::-1], (rgb.shape[1] - x - w, y, w, h)),
@@ -73,8 +79,9 @@ def _project(root: Path, entry: dict) -> Path:
     return params
 
 
-def _members_mix(cfg, weights: list[float], split: str) -> np.ndarray:
-    """What the ensemble must answer: each member, alone, on its own cut of each face."""
+def _members_mix(cfg, weights: list[float], split: str, *, flip: bool = False) -> np.ndarray:
+    """What the ensemble must answer: each member, alone, on its own cut of each face (of the
+    whole image when the project is precropped)."""
     from fer.data.images import load_rgb
     from fer.faces.detectors import Face
     from fer.prediction.inference import FaceClassifier
@@ -86,12 +93,18 @@ def _members_mix(cfg, weights: list[float], split: str) -> np.ndarray:
     for weight, member in zip(weights, MEMBERS, strict=True):
         clf = FaceClassifier.load(resolve_model(cfg, member).path)
         cutter = clf.face_cutter()
+        if cfg.detect.mode == "precropped":
+            cutter = cutter.whole_image()
         crops = [
             cutter.cut(load_rgb(Path(cfg.ingest.raw_dir) / rel),
                        [Face(*boxes.loc[fid, ["x", "y", "w", "h"]].astype(int), 1.0)])[0]
             for fid, rel in zip(table["face_id"], table["path"], strict=True)
         ]  # fmt: skip
-        total = total + weight * clf.predict_proba(crops).astype(np.float64)
+        probs = clf.predict_proba(crops).astype(np.float64)
+        if flip:
+            mirrored = clf.predict_proba([c[:, ::-1].copy() for c in crops])
+            probs = (probs + mirrored) / 2
+        total = total + weight * probs
     return np.asarray(total)
 
 
@@ -198,3 +211,28 @@ def test_a_bad_entry_is_a_one_line_config_error(entry: dict, message: str) -> No
     raw = yaml.safe_load((kit.ROOT / "params.yaml").read_text())
     with pytest.raises(ConfigError, match=rf"models\.ens.*{message}"):
         config_from_dict({**raw, "models": {"ens": entry}})
+
+
+def test_a_precropped_project_reads_each_whole_image_per_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FER2013-style projects: every member reads the whole crop, sized and coloured its way."""
+    import torch
+
+    from fer.config import load_config
+    from fer.stages.evaluate import _predict_test_split
+    from fer.stages.train import run as train
+
+    torch.set_num_threads(1)
+    entry = {"arch": "ensemble", "members": MEMBERS, "weights": [1, 3], "flip": True}
+    cfg = load_config(_project(tmp_path, entry, precropped=True))
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"enabled": False})})
+    monkeypatch.chdir(tmp_path)
+    summary = train(cfg, model="ens")
+    assert summary["weights"] == [0.25, 0.75]  # given weights are kept (normalised)
+    test = _predict_test_split(cfg, Path(cfg.train.out_dir) / "ens", "ens")
+    plain = _members_mix(cfg, [0.25, 0.75], "test")
+    both = _members_mix(cfg, [0.25, 0.75], "test", flip=True)
+    assert np.abs(test.probs - both).max() < 1e-4  # every member reads the mirror too
+    assert np.abs(test.probs - plain).max() > 1e-3
+    assert test.crops.shape[1:] == (64, 64, 3)  # galleries show detect's crops
