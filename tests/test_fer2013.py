@@ -193,3 +193,7 @@ def test_import_use_points_params_at_fer2013(tmp_path: Path) -> None:
     assert cfg.evaluate.without == ["awe"] and cfg.truth is None
     assert (cfg.validate_.teacher, cfg.validate_.teacher_weight) == ("faceexpr", 0.5)
     assert "# `fer sample`: the synthetic sandbox" in (tmp_path / "params.yaml").read_text()
+    assert cfg.train.models[-1] == "real-ensemble"
+    ensemble = cfg.model_spec("real-ensemble")
+    assert ensemble.members == ["pretrained:minixception", "pretrained:faceexpr"]
+    assert (ensemble.weights, ensemble.weight_step, ensemble.flip) == (None, 0.05, True)

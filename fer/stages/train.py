@@ -163,6 +163,7 @@ def assemble(cfg: Config, name: str) -> dict[str, Any]:
         if mrun is not None:
             mrun.log_params({**conf, "model_name": name, "fitted_weights": record["weights"]})
             mrun.log_metrics({k: record[k] for k in ("val_loss", "val_acc", "val_macro_f1")})
+            mrun.set_tags({"label_source": data.label_source})
             summary.update(_register(mrun, cfg, name, paths, result,
                                      landmarks=record["needs_landmarks"]))  # fmt: skip
     summary.update(weights=record["weights"], member_val_acc=record["member_val_acc"],
