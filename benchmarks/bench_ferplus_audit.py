@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     quarantine = score_quarantine(no_face[d["has_votes"]], d["not_face"][d["has_votes"]])
     from fer.learning.evaluation import save_figure
 
-    title = (f"{args.project.name}: {result['n']} Training faces, {result['errors']} FER+ "
-             f"valence disagreements")  # fmt: skip
+    title = (f"{args.project.name}: {result['n']} Training faces,\n{result['errors']} FER+ "
+             f"valence disagreements (FER2013 label ≠ FER+ majority)")  # fmt: skip
     save_figure(pr_figure(result, title), plot)
     print(
         f"auditor vs FER+ (Training, {result['n']} faces; {ambiguous} with tied/no class votes "
