@@ -1,7 +1,8 @@
 """Benchmark: one model, one budget, five label sources; scored against FER2013 and FER+.
 
-The same mini-Xception (``models.minixception``, from its packaged FER2013 weights) and the
-same training budget, trained on:
+The same model and the same training budget, trained on (``--model``: mini-Xception from its
+packaged FER2013 weights by default; ``--from-scratch`` starts it, or the baseline CNN, from
+random weights, so that it has not already learned FER2013's labels):
 
 - (a) FER2013's labels;
 - (b) FER2013 minus the faces the auditor excludes;
@@ -24,7 +25,7 @@ Test: PrivateTest (``split.strategy: given``), valence (3 classes), surprise asi
 Writes ``results.json``, ``results.md`` (the table) and ``accuracy.png`` under ``--out``.
 
     python benchmarks/bench_ferplus_table.py --project PROJECT --out BENCH_OUT \
-        [--epochs 1] [--every 4] [--variants a,b,c,d,e]
+        [--epochs 1] [--every 4] [--variants a,b,c,d,e] [--model baseline --from-scratch]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODEL = "minixception"
+PRETRAINED = ("minixception", "faceexpr")  # architectures with packaged real-face weights
 VARIANTS: dict[str, dict[str, str]] = {
     "a": {"source": "FER2013 labels", "labels": "given", "action": "flag"},
     "b": {"source": "FER2013 minus auditor excludes", "labels": "given", "action": "exclude"},
@@ -125,17 +127,31 @@ def _classes() -> tuple[str, ...]:
     return tuple(CLASSES)
 
 
-def overrides(variant: str, epochs: int, lr: float, batch: int, cache: Path) -> list[str]:
+def overrides(
+    variant: str,
+    epochs: int,
+    lr: float,
+    batch: int,
+    cache: Path,
+    model: str = MODEL,
+    from_scratch: bool = False,
+) -> list[str]:
     """The params edits of one variant (same model and budget for all; one crop cache)."""
     v = VARIANTS[variant]
+    budget = [f"models.{model}.epochs={epochs}", f"models.{model}.lr={lr}"]
+    if not from_scratch:
+        budget.append(f"models.{model}.pretrained=true")
+    elif model in PRETRAINED:  # random weights: nothing shipped to keep frozen
+        budget += [f"models.{model}.pretrained=false", f"models.{model}.freeze=[]"]
+    else:  # an entry of architecture defaults (e.g. baseline's width) plus the budget
+        budget = [f"models.{model}={{epochs: {epochs}, lr: {lr}}}"]
     return [
+        *budget,
         "detect.mode=precropped", "split.strategy=given", "split.given_clean=[train]",
         "validate.folds=2", "validate.cv_epochs=1", f"validate.label_action={v['action']}",
-        f"train.labels={v['labels']}", f"train.model={MODEL}", f"train.models=[{MODEL}]",
+        f"train.labels={v['labels']}", f"train.model={model}", f"train.models=[{model}]",
         "train.threads=2", "train.flip=true", f"train.cache_dir={cache}",
-        f"models.{MODEL}.epochs={epochs}", f"models.{MODEL}.lr={lr}",
-        f"train.batch_size={batch}", f"models.{MODEL}.pretrained=true",
-        "evaluate.without=[awe]", "tracking.enabled=false",
+        f"train.batch_size={batch}", "evaluate.without=[awe]", "tracking.enabled=false",
     ]  # fmt: skip
 
 
@@ -185,14 +201,16 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
         work,
         faces,
         acted,
-        overrides(variant, a.epochs, a.lr, a.batch, (out / "cache").resolve()),
+        overrides(
+            variant, a.epochs, a.lr, a.batch, (out / "cache").resolve(), a.model, a.from_scratch
+        ),
     )
     log = work / "stages.log"
     times, rss = {}, []
     for stage in (
         ["split"],
-        ["train", "--model", MODEL, "--fresh"],
-        ["evaluate", "--model", MODEL],
+        ["train", "--model", a.model, "--fresh"],
+        ["evaluate", "--model", a.model],
     ):
         sec, mb = run_stage(stage, work, log)
         times[stage[0]], rss = round(sec, 1), [*rss, mb]
@@ -200,8 +218,8 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
 
     split = pd.read_parquet(work / "data" / "splits.parquet")
     train = split[split["split"] == "train"]
-    details = json.loads((work / "metrics" / "details" / f"{MODEL}.json").read_text())
-    fitted = json.loads((work / "models" / MODEL / "run.json").read_text())
+    details = json.loads((work / "metrics" / "details" / f"{a.model}.json").read_text())
+    fitted = json.loads((work / "models" / a.model / "run.json").read_text())
     return {
         "variant": variant, **v, **summarize(details),
         "train_faces": fitted["n_train"],  # what train used (FER+ ties, no votes: skipped)
@@ -244,6 +262,8 @@ def main() -> None:
     p.add_argument("--project", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--variants", default="a,b,c,d,e")
+    p.add_argument("--model", default=MODEL, help="minixception (default) or baseline")
+    p.add_argument("--from-scratch", action="store_true", help="random start, nothing frozen")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch", type=int, default=128)
@@ -265,7 +285,8 @@ def main() -> None:
         "command": shlex.join(["python", *sys.argv]),
         "load_before": load,
         "load_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-        "budget": {"model": MODEL, "pretrained": True, "epochs": a.epochs, "lr": a.lr,
+        "budget": {"model": a.model, "pretrained": not a.from_scratch and a.model in PRETRAINED,
+                   "epochs": a.epochs, "lr": a.lr,
                    "batch": a.batch, "every_kth_training_face": a.every, "flip": True},
         "rows": rows,
     }  # fmt: skip

@@ -74,3 +74,29 @@ def test_summarize_and_table_read_evaluates_without_figures():
 def test_summarize_needs_the_without_figures():
     with pytest.raises(KeyError):
         bench.summarize({"accuracy": 0.8})
+
+
+@pytest.mark.parametrize(
+    ("model", "scratch", "pretrained", "frozen"),
+    [
+        ("minixception", False, True, ["stem", "blocks.0", "blocks.1"]),
+        ("minixception", True, False, []),
+        ("baseline", True, False, []),
+    ],
+)
+def test_overrides_give_a_valid_budget(
+    tmp_path: Path, model: str, scratch: bool, pretrained: bool, frozen: list[str]
+) -> None:
+    """Every variant's params load; from scratch means random weights and nothing frozen."""
+    import shutil
+
+    from fer.config import load_config
+    from fer.params_edit import apply_overrides
+
+    shutil.copyfile(_PATH.parents[1] / "params.yaml", tmp_path / "params.yaml")
+    edits = bench.overrides("e", 3, 0.001, 64, tmp_path / "cache", model, scratch)
+    apply_overrides(tmp_path / "params.yaml", edits)
+    cfg = load_config(tmp_path / "params.yaml")
+    spec = cfg.model_spec(model)
+    assert cfg.train.models == [model] and cfg.train.labels == "ferplus_soft"
+    assert (spec.pretrained, spec.freeze, spec.epochs) == (pretrained, frozen, 3)
