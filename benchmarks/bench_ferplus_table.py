@@ -135,6 +135,7 @@ def overrides(
     cache: Path,
     model: str = MODEL,
     from_scratch: bool = False,
+    seed: int = 0,
 ) -> list[str]:
     """The params edits of one variant (same model and budget for all; one crop cache)."""
     v = VARIANTS[variant]
@@ -151,7 +152,8 @@ def overrides(
         "validate.folds=2", "validate.cv_epochs=1", f"validate.label_action={v['action']}",
         f"train.labels={v['labels']}", f"train.model={model}", f"train.models=[{model}]",
         "train.threads=2", "train.flip=true", f"train.cache_dir={cache}",
-        f"train.batch_size={batch}", "evaluate.without=[awe]", "tracking.enabled=false",
+        f"train.batch_size={batch}", f"train.seed={seed}", "evaluate.without=[awe]",
+        "tracking.enabled=false",
     ]  # fmt: skip
 
 
@@ -202,7 +204,14 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
         faces,
         acted,
         overrides(
-            variant, a.epochs, a.lr, a.batch, (out / "cache").resolve(), a.model, a.from_scratch
+            variant,
+            a.epochs,
+            a.lr,
+            a.batch,
+            (out / "cache").resolve(),
+            a.model,
+            a.from_scratch,
+            a.seed,
         ),
     )
     log = work / "stages.log"
@@ -264,6 +273,7 @@ def main() -> None:
     p.add_argument("--variants", default="a,b,c,d,e")
     p.add_argument("--model", default=MODEL, help="minixception (default) or baseline")
     p.add_argument("--from-scratch", action="store_true", help="random start, nothing frozen")
+    p.add_argument("--seed", type=int, default=0, help="train.seed (init, order, augmentation)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch", type=int, default=128)
@@ -286,7 +296,7 @@ def main() -> None:
         "load_before": load,
         "load_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
         "budget": {"model": a.model, "pretrained": not a.from_scratch and a.model in PRETRAINED,
-                   "epochs": a.epochs, "lr": a.lr,
+                   "epochs": a.epochs, "lr": a.lr, "seed": a.seed,
                    "batch": a.batch, "every_kth_training_face": a.every, "flip": True},
         "rows": rows,
     }  # fmt: skip

@@ -94,9 +94,10 @@ def test_overrides_give_a_valid_budget(
     from fer.params_edit import apply_overrides
 
     shutil.copyfile(_PATH.parents[1] / "params.yaml", tmp_path / "params.yaml")
-    edits = bench.overrides("e", 3, 0.001, 64, tmp_path / "cache", model, scratch)
+    edits = bench.overrides("e", 3, 0.001, 64, tmp_path / "cache", model, scratch, seed=7)
     apply_overrides(tmp_path / "params.yaml", edits)
     cfg = load_config(tmp_path / "params.yaml")
     spec = cfg.model_spec(model)
     assert cfg.train.models == [model] and cfg.train.labels == "ferplus_soft"
+    assert cfg.train.seed == 7
     assert (spec.pretrained, spec.freeze, spec.epochs) == (pretrained, frozen, 3)
