@@ -236,3 +236,22 @@ def test_a_precropped_project_reads_each_whole_image_per_member(
     assert np.abs(test.probs - both).max() < 1e-4  # every member reads the mirror too
     assert np.abs(test.probs - plain).max() > 1e-3
     assert test.crops.shape[1:] == (64, 64, 3)  # galleries show detect's crops
+
+
+def test_no_validation_faces_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An ensemble is scored on the validation split, given weights or not: without it, train
+    stops with one line and writes no model."""
+    from fer.config import load_config
+    from fer.errors import InputError
+    from fer.stages.train import run as train
+
+    entry = {"arch": "ensemble", "members": MEMBERS, "weights": [1, 1]}
+    cfg = load_config(_project(tmp_path, entry))
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"enabled": False})})
+    table = pd.read_parquet(cfg.split.out)
+    table["split"] = table["split"].replace({"val": "train"})
+    table.to_parquet(cfg.split.out)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"models\.ens: .*validation split, and it has no faces"):
+        train(cfg, model="ens")
+    assert not (Path(cfg.train.out_dir) / "ens/model.pt").exists()

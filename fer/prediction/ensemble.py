@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fer.config import ENSEMBLE
 from fer.errors import ModelError
 from fer.prediction.inference import FaceClassifier, face_records, read_payload, weights_file
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from fer.faces.recipes import FaceCutter
     from fer.learning.splits import SplitData
 
-ENSEMBLE_ARCH = "ensemble"
 MemberCrops = tuple[np.ndarray, ...]
 """One face cut once per member, in member order."""
 
@@ -50,7 +50,7 @@ def ensemble_payload(
     """
     if len(members) < 2:
         raise ModelError("an ensemble needs at least two models")
-    if any(m.get("arch") == ENSEMBLE_ARCH for m in members):
+    if any(m.get("arch") == ENSEMBLE for m in members):
         raise ModelError("an ensemble cannot hold another ensemble")
     classes = [list(m.get("classes", [])) for m in members]
     if any(c != classes[0] for c in classes):
@@ -59,7 +59,7 @@ def ensemble_payload(
     stored = [_with_flip(m, flip) for m in members]
     return {
         "format": 1,
-        "arch": ENSEMBLE_ARCH,
+        "arch": ENSEMBLE,
         "classes": classes[0],
         "members": stored,
         "names": list(names),
@@ -107,7 +107,7 @@ class EnsembleCutter:
 class FaceEnsemble:
     """Members (:class:`FaceClassifier`) and weights; the interface of a classifier."""
 
-    arch = ENSEMBLE_ARCH
+    arch = ENSEMBLE
 
     def __init__(
         self,
@@ -249,7 +249,7 @@ def load_for_inference(
         ModelError: missing, unreadable or not a fer model file.
     """
     payload = read_payload(path)
-    if payload.get("arch") == ENSEMBLE_ARCH:
+    if payload.get("arch") == ENSEMBLE:
         return FaceEnsemble.from_payload(payload, device=device, batch_size=batch_size)
     return FaceClassifier.for_inference_payload(
         payload, device=device, batch_size=batch_size, source=weights_file(path)
@@ -266,7 +266,7 @@ def load_model(
         ModelError: missing, unreadable or not a fer model file.
     """
     payload = read_payload(path)
-    if payload.get("arch") == ENSEMBLE_ARCH:
+    if payload.get("arch") == ENSEMBLE:
         return FaceEnsemble.from_payload(
             payload, device=device, batch_size=batch_size, inference=False
         )
@@ -290,7 +290,7 @@ def assemble_on_split(
         ``needs_landmarks`` (a member cuts by landmarks).
 
     Raises:
-        InputError: weights to fit and no validation faces.
+        InputError: no validation faces.
         ModelError: a member that does not resolve or load.
     """
     from fer import CLASSES
@@ -300,23 +300,23 @@ def assemble_on_split(
     from fer.prediction.model_resolution import resolve_model
     from fer.prediction.recut import model_crops
 
+    rows, crops, y = subset(data, "val")
+    if len(rows) == 0:
+        raise InputError(f"models.{name}: an ensemble is scored (and its weights fitted) on "
+                         "the validation split, and it has no faces")  # fmt: skip
     spec = cfg.model_spec(name)
     payloads = [read_payload(resolve_model(cfg, m).path) for m in spec.members]
     start = spec.weights if spec.weights is not None else [1.0] * len(payloads)
     payload = ensemble_payload(payloads, start, names=spec.members, flip=spec.flip,
                                config=config)  # fmt: skip
-    rows, crops, y = subset(data, "val")
-    if len(rows) == 0 and spec.weights is None:
-        raise InputError(f"models.{name}: no validation faces to fit its weights on; give "
-                         "weights")  # fmt: skip
     ensemble = FaceEnsemble.from_payload(payload, device=device, batch_size=256, inference=False)
     table = data.table.iloc[rows].reset_index(drop=True)
-    probs = ensemble.member_probs(model_crops(cfg, ensemble, table, crops)) if len(rows) else []
+    probs = ensemble.member_probs(model_crops(cfg, ensemble, table, crops))
     if spec.weights is None:
         payload["weights"], _ = fit_weights(probs, y, step=spec.weight_step)
-    mix = combine(probs, payload["weights"]) if len(rows) else np.zeros((0, len(CLASSES)))
+    mix = combine(probs, payload["weights"])
     report = classification_report(y, mix.argmax(1), CLASSES)
-    picked = np.clip(mix[np.arange(len(y)), y], 1e-12, 1) if len(rows) else np.ones(1)
+    picked = np.clip(mix[np.arange(len(y)), y], 1e-12, 1)
     nan = float("nan")
     record = {
         "epoch": 0, "train_loss": nan, "train_acc": nan, "val_loss": float(-np.log(picked).mean()),
