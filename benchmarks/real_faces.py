@@ -355,7 +355,10 @@ def fer2013(root: Path, out: Path, n: int) -> list[Record]:
 
 # -- labelled expression sets (bench_side_by_side.py) ---------------------------------------
 
-FER2013_IMAGES = ("RecepTahirGunlu/Duygu-Tanima", "8d429277ec5ff4aa605657546f26dd8139204fa0")
+# Kaggle's FER2013 image folders as first committed (train/ and test/, 35,887 JPEGs): they match
+# FER+'s PNGs of the original pixels within 1.6 grey levels. The repository's later commits
+# contrast-filter every image in place (18-48 grey levels away) and add augmented copies.
+FER2013_IMAGES = ("RecepTahirGunlu/Duygu-Tanima", "8041c66ab014c185bfe459e8e32349fc7b15685a")
 CKPLUS48 = ("WuJie1010/Facial-Expression-Recognition.Pytorch",
             "fefe6653f3e09912693a73c54e6a8247adca3090")  # fmt: skip
 JAFFE_CODES = {"AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral",
