@@ -38,8 +38,12 @@ push: setup
 pull: setup
 	$(VENV)/bin/dvc pull
 
+# One worker per core (2 on CI): each test file runs whole on one worker, so module fixtures are
+# built once; tests/conftest.py starts the longest files first. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: setup
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -ra
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -ra \
+	  -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -25,6 +25,20 @@ pin_cpu_kernels()  # the suite trains several networks in one process: fer.numer
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The files that take longest (several minutes each: real `dvc repro` runs), started first so
+# that `make test`'s workers finish together (`--dist loadfile --no-loadscope-reorder`).
+LONGEST_FIRST = ("test_e2e.py", "test_chaos.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the longest test files to the front, keeping every other test's order."""
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(scope="session")
 def fake_project() -> Callable[..., kit.FakeProject]:
