@@ -26,6 +26,8 @@ Writes ``results.json``, ``results.md`` (the table) and ``accuracy.png`` under `
 
     python benchmarks/bench_ferplus_table.py --project PROJECT --out BENCH_OUT \
         [--epochs 1] [--every 4] [--variants a,b,c,d,e] [--model baseline --from-scratch]
+        [--unfreeze]   # the packaged weights with no layer frozen
+        [--set train.class_balance=none ...]   # further params edits, for every variant
 """
 
 from __future__ import annotations
@@ -127,6 +129,14 @@ def _classes() -> tuple[str, ...]:
     return tuple(CLASSES)
 
 
+def params_entry(model: str) -> dict[str, Any]:
+    """The ``models.<model>`` entry of the repository's params.yaml (``{}`` if it has none)."""
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    return dict(raw.get("models", {}).get(model) or {})
+
+
 def overrides(
     variant: str,
     epochs: int,
@@ -136,16 +146,19 @@ def overrides(
     model: str = MODEL,
     from_scratch: bool = False,
     seed: int = 0,
+    unfreeze: bool = False,
 ) -> list[str]:
     """The params edits of one variant (same model and budget for all; one crop cache)."""
     v = VARIANTS[variant]
-    budget = [f"models.{model}.epochs={epochs}", f"models.{model}.lr={lr}"]
+    entry: dict[str, Any] = {"epochs": epochs, "lr": lr}
     if not from_scratch:
-        budget.append(f"models.{model}.pretrained=true")
+        entry = {**params_entry(model), **entry, "pretrained": True}
+        if unfreeze:  # the packaged weights, every layer trained
+            entry["freeze"] = []
     elif model in PRETRAINED:  # random weights: nothing shipped to keep frozen
-        budget += [f"models.{model}.pretrained=false", f"models.{model}.freeze=[]"]
-    else:  # an entry of architecture defaults (e.g. baseline's width) plus the budget
-        budget = [f"models.{model}={{epochs: {epochs}, lr: {lr}}}"]
+        entry = {**params_entry(model), **entry, "pretrained": False, "freeze": []}
+    # else an entry of architecture defaults (e.g. baseline's width) plus the budget
+    budget = [f"models.{model}={json.dumps(entry)}"]  # JSON is YAML: the whole entry at once
     return [
         *budget,
         "detect.mode=precropped", "split.strategy=given", "split.given_clean=[train]",
@@ -212,7 +225,9 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
             a.model,
             a.from_scratch,
             a.seed,
-        ),
+            a.unfreeze,
+        )
+        + a.set,
     )
     log = work / "stages.log"
     times, rss = {}, []
@@ -273,6 +288,14 @@ def main() -> None:
     p.add_argument("--variants", default="a,b,c,d,e")
     p.add_argument("--model", default=MODEL, help="minixception (default) or baseline")
     p.add_argument("--from-scratch", action="store_true", help="random start, nothing frozen")
+    p.add_argument("--unfreeze", action="store_true", help="packaged weights, every layer trained")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a further params edit for every variant (repeatable), e.g. train.class_balance=none",
+    )
     p.add_argument("--seed", type=int, default=0, help="train.seed (init, order, augmentation)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -296,6 +319,7 @@ def main() -> None:
         "load_before": load,
         "load_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
         "budget": {"model": a.model, "pretrained": not a.from_scratch and a.model in PRETRAINED,
+                   "unfreeze": a.unfreeze, "set": a.set,
                    "epochs": a.epochs, "lr": a.lr, "seed": a.seed,
                    "batch": a.batch, "every_kth_training_face": a.every, "flip": True},
         "rows": rows,

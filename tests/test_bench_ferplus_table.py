@@ -77,27 +77,32 @@ def test_summarize_needs_the_without_figures():
 
 
 @pytest.mark.parametrize(
-    ("model", "scratch", "pretrained", "frozen"),
+    ("model", "scratch", "unfreeze", "pretrained", "frozen"),
     [
-        ("minixception", False, True, ["stem", "blocks.0", "blocks.1"]),
-        ("minixception", True, False, []),
-        ("baseline", True, False, []),
+        ("minixception", False, False, True, ["stem", "blocks.0", "blocks.1"]),
+        ("minixception", False, True, True, []),
+        ("minixception", True, False, False, []),
+        ("faceexpr", False, False, True, []),
+        ("baseline", True, False, False, []),
     ],
 )
 def test_overrides_give_a_valid_budget(
-    tmp_path: Path, model: str, scratch: bool, pretrained: bool, frozen: list[str]
+    tmp_path: Path, model: str, scratch: bool, unfreeze: bool, pretrained: bool, frozen: list[str]
 ) -> None:
-    """Every variant's params load; from scratch means random weights and nothing frozen."""
+    """Every variant's params load; from scratch means random weights and nothing frozen;
+    ``--unfreeze`` keeps the packaged weights and freezes nothing."""
     import shutil
 
     from fer.config import load_config
     from fer.params_edit import apply_overrides
 
     shutil.copyfile(_PATH.parents[1] / "params.yaml", tmp_path / "params.yaml")
-    edits = bench.overrides("e", 3, 0.001, 64, tmp_path / "cache", model, scratch, seed=7)
+    edits = bench.overrides(
+        "e", 3, 0.001, 64, tmp_path / "cache", model, scratch, seed=7, unfreeze=unfreeze
+    )
     apply_overrides(tmp_path / "params.yaml", edits)
     cfg = load_config(tmp_path / "params.yaml")
     spec = cfg.model_spec(model)
     assert cfg.train.models == [model] and cfg.train.labels == "ferplus_soft"
     assert cfg.train.seed == 7
-    assert (spec.pretrained, spec.freeze, spec.epochs) == (pretrained, frozen, 3)
+    assert (spec.pretrained, spec.freeze, spec.epochs, spec.lr) == (pretrained, frozen, 3, 0.001)
