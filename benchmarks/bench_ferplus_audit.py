@@ -9,14 +9,22 @@ taken as wrong in valence: the truth the auditor never saw. On the Training spli
   the base rate (errors among all scored faces: the precision of flagging at random);
 - a precision-recall curve over the auditor's ``score`` (flags sorted by score), as a PNG;
 - the no-face quarantine (``no_face`` and other non-FER+ reasons) against FER+'s "not a face"
-  votes, on all splits.
+  votes, on all splits;
+- with ``--rank-by MODEL`` (repeatable: ``pretrained:faceexpr``, a model folder...): that model
+  as an auditor on its own, zero-shot. Every audited face is ranked by how little the model
+  believes its given label (1 − p(label), the face and its mirror averaged, the whole crop as
+  the model's recipe resizes it), drawn on the same plot. Neither it nor the auditor sees FER+.
+
+For each ranking it reports the best precision at recall ≥ 0.5 (the issue's operating point) and
+the share of faces flagged there.
 
 Faces whose FER+ votes tie between classes, or have no class vote, or that were quarantined
 before the audit, are left out of the auditor's score. Needs a FER2013 project imported with
 ``fer import fer2013 SOURCE --out DIR --votes fer2013new.csv`` and run through ``fer validate``.
 Nothing is written there.
 
-    python benchmarks/bench_ferplus_audit.py --project PROJECT [--plot PR.png] [--out R.json]
+    python benchmarks/bench_ferplus_audit.py --project PROJECT [--plot PR.png] [--out R.json] \
+        [--rank-by pretrained:faceexpr --rank-by pretrained:minixception]
 """
 
 from __future__ import annotations
@@ -84,6 +92,22 @@ def score_flags(
     }
 
 
+def precision_at_recall(result: dict[str, Any], target: float) -> dict[str, float] | None:
+    """The best precision among the curve's points with recall ≥ ``target``, with that point's
+    recall and its share of the scored faces flagged; None if the flags never reach it. Pure."""
+    curve = result["curve"]
+    precision, recall = np.asarray(curve["precision"]), np.asarray(curve["recall"])
+    reached = np.flatnonzero(recall >= target - 1e-12)
+    if len(reached) == 0:
+        return None
+    best = reached[np.argmax(precision[reached])]
+    return {
+        "precision": float(precision[best]),
+        "recall": float(recall[best]),
+        "flagged_share": (int(best) + 1) / result["n"] if result["n"] else 0.0,
+    }
+
+
 def score_quarantine(quarantined: np.ndarray, not_face: np.ndarray) -> dict[str, Any]:
     """A quarantine (e.g. ``no_face``) against FER+'s "not a face" votes: precision, recall."""
     quarantined, not_face = np.asarray(quarantined, bool), np.asarray(not_face, bool)
@@ -98,14 +122,20 @@ def score_quarantine(quarantined: np.ndarray, not_face: np.ndarray) -> dict[str,
     }
 
 
-def pr_figure(result: dict[str, Any], title: str) -> Any:
-    """The precision-recall curve with the base rate (random flagging) and the operating point."""
+def pr_figure(
+    result: dict[str, Any], title: str, others: dict[str, dict[str, Any]] | None = None
+) -> Any:
+    """The precision-recall curve with the base rate (random flagging) and the operating point;
+    ``others``: further rankings' results, by name, drawn beside it."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 4), dpi=120)
     ax = fig.add_subplot()
     curve = result["curve"]
     ax.plot(curve["recall"], curve["precision"], label="auditor (flags by score)")
+    for name, other in (others or {}).items():
+        ax.plot(other["curve"]["recall"], other["curve"]["precision"], lw=1,
+                label=f"{name} alone, zero-shot")  # fmt: skip
     ax.axhline(result["base_rate"], color="grey", ls="--", label="random flags (base rate)")
     ax.plot([result["recall"]], [result["precision"]], "o", color="C3", label="all flags")
     ax.set_xlabel("recall of FER+ valence disagreements")
@@ -155,7 +185,57 @@ def _load(project: Path) -> dict[str, Any]:
         "reason": paths.map(reason).fillna("").to_numpy(),
         "not_face": ferplus.not_face(votes) & has_votes,
         "has_votes": has_votes,
+        "image": [_image(project / cfg.ingest.raw_dir, path) for path in paths],
+        "cfg": cfg,
     }
+
+
+def _image(root: Path, rel: str) -> Path:
+    from fer.io import contained
+
+    path = contained(root, rel)
+    if path is None:
+        sys.exit(f"manifest path {rel!r} lies outside {root}")
+    return path
+
+
+def zero_shot_scores(cfg: Any, model: str, images: list[Path], given: np.ndarray) -> np.ndarray:
+    """1 − p(given label) per image from ``model`` as it is (the image and its mirror averaged;
+    the whole image, cut by the model's recipe as ``--precropped`` does). Packaged models are
+    built in a temporary folder: nothing is written to the project.
+    """
+    import tempfile
+
+    from fer.data.images import load_rgb
+    from fer.faces.recipes import WholeImage
+    from fer.prediction.ensemble import load_for_inference
+    from fer.prediction.model_resolution import resolve_model
+    from fer.progress import bar
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = cfg.model_copy(update={"train": cfg.train.model_copy(update={"cache_dir": tmp})})
+        clf = load_for_inference(resolve_model(scratch, model).path, batch_size=256)
+        cutter, whole = clf.face_cutter(default=cfg.detect.crop).whole_image(), WholeImage()
+        believed = np.empty(len(images))
+        chunk = 1024
+        for start in bar(range(0, len(images), chunk), desc=f"rank by {model}", unit="chunk"):
+            crops = []
+            for path in images[start : start + chunk]:
+                rgb = load_rgb(path, max_pixels=cfg.ingest.max_pixels)
+                crops.extend(cutter.cut(rgb, whole.detect(rgb)))
+            batch = np.stack(crops)
+            probs = (clf.predict_proba(batch) + clf.predict_proba(batch[:, :, ::-1].copy())) / 2
+            rows = np.arange(len(batch))
+            believed[start : start + len(batch)] = probs[rows, given[start : start + len(batch)]]
+    return 1.0 - believed
+
+
+def _at_half(result: dict[str, Any]) -> str:
+    point = precision_at_recall(result, 0.5)
+    if point is None:
+        return "not reached"
+    return (f"precision {point['precision']:.3f} (recall {point['recall']:.3f}, "
+            f"{point['flagged_share']:.1%} flagged)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--project", type=Path, required=True)
     ap.add_argument("--plot", type=Path, default=Path("ferplus_audit_pr.png"))
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    ap.add_argument(
+        "--rank-by", action="append", default=[], metavar="MODEL",
+        help="also score MODEL alone, zero-shot, as an auditor (repeatable)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     plot, out = args.plot.resolve(), args.out.resolve() if args.out else None
     d = _load(args.project.resolve())
@@ -172,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     audited = (d["usage"] == "training") & ~pre_audit & (d["given"] >= 0)
     truth = np.where(audited, d["truth"], -1)
     result = score_flags(d["given"], truth, d["flagged"], d["score"])
+    others = {}
+    scored = np.flatnonzero(truth >= 0)
+    for model in args.rank_by:
+        score = np.full(len(truth), -np.inf)
+        images = [d["image"][i] for i in scored]
+        score[scored] = zero_shot_scores(d["cfg"], model, images, d["given"][scored])
+        others[model] = score_flags(d["given"], truth, truth >= 0, score)
     ambiguous = int((audited & d["has_votes"] & (d["truth"] < 0)).sum())
     no_face = (d["reason"] != "") & (d["reason"] != FERPLUS_REASON)
     quarantine = score_quarantine(no_face[d["has_votes"]], d["not_face"][d["has_votes"]])
@@ -179,19 +270,28 @@ def main(argv: list[str] | None = None) -> int:
 
     title = (f"{args.project.name}: {result['n']} Training faces,\n{result['errors']} FER+ "
              f"valence disagreements (FER2013 label ≠ FER+ majority)")  # fmt: skip
-    save_figure(pr_figure(result, title), plot)
+    save_figure(pr_figure(result, title, others), plot)
     print(
         f"auditor vs FER+ (Training, {result['n']} faces; {ambiguous} with tied/no class votes "
         f"left out): {result['errors']} disagreements (base rate {result['base_rate']:.3f})\n"
         f"  flagged {result['flagged']} ({result['flagged_share']:.1%}): precision "
         f"{result['precision']:.3f}, recall {result['recall']:.3f}\n"
         f"  quarantine (non-FER+ reasons) vs FER+ not-a-face: {quarantine}\n"
-        f"  precision-recall curve → {plot}"
+        f"  at recall ≥ 0.5: {_at_half(result)}"
     )
+    for model, other in others.items():
+        print(f"  {model} alone, zero-shot, at recall ≥ 0.5: {_at_half(other)}")
+    print(f"  precision-recall curve → {plot}")
     if out:
-        summary = {k: v for k, v in result.items() if k != "curve"}
-        out.write_text(json.dumps({"auditor": summary, "ambiguous": ambiguous,
-                                   "quarantine": quarantine}, indent=2))  # fmt: skip
+
+        def summary(r: dict[str, Any]) -> dict[str, Any]:
+            return {**{k: v for k, v in r.items() if k != "curve"},
+                    "at_recall_0.5": precision_at_recall(r, 0.5)}  # fmt: skip
+
+        out.write_text(json.dumps({"auditor": summary(result), "ambiguous": ambiguous,
+                                   "quarantine": quarantine,
+                                   "zero_shot": {m: summary(r) for m, r in others.items()}},
+                                  indent=2))  # fmt: skip
     return 0
 
 

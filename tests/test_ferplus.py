@@ -581,7 +581,7 @@ def test_not_face_votes_are_quarantined_after_the_audit() -> None:
 
 
 def test_audit_scoring_on_known_errors() -> None:
-    from benchmarks.bench_ferplus_audit import score_flags, score_quarantine
+    from benchmarks.bench_ferplus_audit import precision_at_recall, score_flags, score_quarantine
 
     given = np.array([0, 0, 1, 1, 2, 2, 0, 1])
     truth = np.array([0, 1, 1, 0, 2, -1, 2, 1])  # errors: faces 1, 3, 6; face 5 has no truth
@@ -595,6 +595,15 @@ def test_audit_scoring_on_known_errors() -> None:
     np.testing.assert_allclose(r["curve"]["precision"], [1, 0.5, 2 / 3])
     np.testing.assert_allclose(r["curve"]["recall"], [1 / 3, 1 / 3, 2 / 3])
     assert r["curve"]["score"] == [0.9, 0.8, 0.5]
+    assert precision_at_recall(r, 0.3) == {
+        "precision": 1.0,
+        "recall": 1 / 3,
+        "flagged_share": 1 / 7,
+    }
+    assert precision_at_recall(r, 0.5) == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "flagged_share": 3 / 7}
+    )
+    assert precision_at_recall(r, 0.9) is None  # a third error is never flagged
     q = score_quarantine(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool))
     assert (q["both"], q["precision"], q["recall"]) == (1, 0.5, 0.5)
     with pytest.raises(ValueError, match="one entry per face"):
@@ -642,3 +651,27 @@ def test_audit_benchmark_runs_on_a_project(
     assert result["quarantine"]["both"] == 1 and result["quarantine"]["precision"] == 1.0
     assert cv2.imread(str(tmp_path / "pr.png")) is not None
     assert "precision 0.500, recall 0.500" in capsys.readouterr().out
+
+
+def test_zero_shot_ranking_reads_each_face_and_its_mirror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1 − p(given label) from a packaged model: the three labels' scores of one face sum to 2,
+    a face scores as its mirror image does (both are averaged; mini-Xception's cut is
+    mirror-symmetric, face-api's legacy resize is not), and nothing is written."""
+    from benchmarks.bench_ferplus_audit import zero_shot_scores
+    from fer.config import load_config
+    from tests.kit import ROOT
+
+    rng = np.random.default_rng(0)
+    face = cv2.GaussianBlur(rng.integers(0, 256, (48, 48), dtype=np.uint8), (5, 5), 0)
+    cv2.imwrite(str(tmp_path / "a.png"), face)
+    cv2.imwrite(str(tmp_path / "mirror.png"), face[:, ::-1])
+    cfg = load_config(ROOT / "params.yaml")
+    monkeypatch.chdir(tmp_path)  # where params' relative cache_dir would land
+    images = [tmp_path / "a.png"] * 3 + [tmp_path / "mirror.png"]
+    scores = zero_shot_scores(cfg, "pretrained:minixception", images, np.array([0, 1, 2, 1]))
+    assert scores[:3].sum() == pytest.approx(2.0, abs=1e-5)
+    assert scores[3] == pytest.approx(scores[1], abs=1e-5)
+    assert ((scores >= 0) & (scores <= 1)).all() and len(set(np.round(scores[:3], 6))) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "mirror.png"]
