@@ -28,6 +28,8 @@ Writes ``results.json``, ``results.md`` (the table) and ``accuracy.png`` under `
         [--epochs 1] [--every 4] [--variants a,b,c,d,e] [--model baseline --from-scratch]
         [--unfreeze]   # the packaged weights with no layer frozen
         [--set train.class_balance=none ...]   # further params edits, for every variant
+    python benchmarks/bench_ferplus_table.py --project PROJECT --out BENCH_OUT/mix \
+        --variants d --mix BENCH_OUT/minixception BENCH_OUT/faceexpr   # read them together
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODEL = "minixception"
+ENSEMBLE = "ensemble"  # --mix: the folder (and --model) of the ensemble in each variant
 PRETRAINED = ("minixception", "faceexpr")  # architectures with packaged real-face weights
 VARIANTS: dict[str, dict[str, str]] = {
     "a": {"source": "FER2013 labels", "labels": "given", "action": "flag"},
@@ -211,48 +214,69 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
     n_train = int((faces["usage"].astype(str).str.lower() == "training").sum())
     limit = int(a.max_exclude_fraction * n_train)  # as validate: a share of the faces audited
     acted, capped = redecide_actions(issues, v["action"], a.relabel_threshold, limit)
-    prepare(
-        project,
-        work,
-        faces,
-        acted,
-        overrides(
-            variant,
-            a.epochs,
-            a.lr,
-            a.batch,
-            (out / "cache").resolve(),
-            a.model,
-            a.from_scratch,
-            a.seed,
-            a.unfreeze,
-        )
-        + a.set,
-    )
+    edits = overrides(
+        variant, a.epochs, a.lr, a.batch, (out / "cache").resolve(), a.model, a.from_scratch,
+        a.seed, a.unfreeze,
+    )  # fmt: skip
+    # an ensemble's members recut the project's images
+    prepare(project, work, faces, acted, [*edits, f"ingest.raw_dir={raw_dir(project)}", *a.set])
     log = work / "stages.log"
     times, rss = {}, []
-    for stage in (
-        ["split"],
-        ["train", "--model", a.model, "--fresh"],
-        ["evaluate", "--model", a.model],
-    ):
+    name = ENSEMBLE if a.mix else a.model
+    fit = (
+        ["ensemble", *mix_members(a.mix, variant), "--flip", "--out", f"models/{ENSEMBLE}"]
+        if a.mix
+        else ["train", "--model", a.model, "--fresh"]
+    )
+    for stage in (["split"], fit, ["evaluate", "--model", name]):
         sec, mb = run_stage(stage, work, log)
         times[stage[0]], rss = round(sec, 1), [*rss, mb]
     import pandas as pd
 
     split = pd.read_parquet(work / "data" / "splits.parquet")
     train = split[split["split"] == "train"]
-    details = json.loads((work / "metrics" / "details" / f"{a.model}.json").read_text())
-    fitted = json.loads((work / "models" / a.model / "run.json").read_text())
+    details = json.loads((work / "metrics" / "details" / f"{name}.json").read_text())
+    if a.mix:  # the members' own training runs
+        runs = [
+            json.loads((Path(m) / "run.json").read_text()) for m in mix_members(a.mix, variant)
+        ]
+        n_train, train_sec = max(r["n_train"] for r in runs), times["ensemble"]
+    else:
+        n_train = json.loads((work / "models" / a.model / "run.json").read_text())["n_train"]
+        train_sec = times["train"]
     return {
         "variant": variant, **v, **summarize(details),
-        "train_faces": fitted["n_train"],  # what train used (FER+ ties, no votes: skipped)
+        "train_faces": n_train,  # what train used (FER+ ties, no votes: skipped)
         "split_train_faces": len(train),
         "relabelled": int((train["label"] != train["given_label"]).sum()),
         "excluded_train": int((acted["action"] == "exclude").sum()),
         "capped": capped, "seconds": times,
-        "train_minutes": times["train"] / 60, "peak_rss_mb": max(rss),
+        "train_minutes": train_sec / 60, "peak_rss_mb": max(rss),
     }  # fmt: skip
+
+
+def raw_dir(project: Path) -> str:
+    """The project's image folder (its params' ``ingest.raw_dir``), as an absolute path."""
+    import yaml
+
+    raw = yaml.safe_load((project / "params.yaml").read_text())["ingest"]["raw_dir"]
+    return (project / raw).resolve().as_posix()
+
+
+def mix_members(runs: list[Path], variant: str) -> list[str]:
+    """The model folders one variant trained in each earlier run of this benchmark (``--out``).
+
+    Raises:
+        SystemExit: a run without this variant's trained model.
+    """
+    members = []
+    for run in runs:
+        model = json.loads((run / "results.json").read_text())["budget"]["model"]
+        folder = (run / f"variant_{variant}" / "models" / model).resolve()
+        if not (folder / "model.pt").is_file():
+            raise SystemExit(f"--mix {run}: no trained model for variant {variant} ({folder})")
+        members.append(str(folder))
+    return members
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -296,6 +320,11 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a further params edit for every variant (repeatable), e.g. train.class_balance=none",
     )
+    p.add_argument(
+        "--mix", nargs="+", type=Path, default=[], metavar="OUT",
+        help="instead of training: each variant's models from these earlier runs (their --out), "
+        "read together with equal weights, each face and its mirror (fer ensemble --flip)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="train.seed (init, order, augmentation)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -320,6 +349,7 @@ def main() -> None:
         "load_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
         "budget": {"model": a.model, "pretrained": not a.from_scratch and a.model in PRETRAINED,
                    "unfreeze": a.unfreeze, "set": a.set,
+                   "mix": [str(m) for m in a.mix],
                    "epochs": a.epochs, "lr": a.lr, "seed": a.seed,
                    "batch": a.batch, "every_kth_training_face": a.every, "flip": True},
         "rows": rows,

@@ -106,3 +106,22 @@ def test_overrides_give_a_valid_budget(
     assert cfg.train.models == [model] and cfg.train.labels == "ferplus_soft"
     assert cfg.train.seed == 7
     assert (spec.pretrained, spec.freeze, spec.epochs, spec.lr) == (pretrained, frozen, 3, 0.001)
+
+
+def test_mix_members_are_each_runs_model_of_the_variant(tmp_path: Path) -> None:
+    """--mix reads each earlier run's own model of the variant, and names a missing one."""
+    import json
+
+    runs = []
+    for model in ("minixception", "faceexpr"):
+        run = tmp_path / model
+        (run / "variant_d" / "models" / model).mkdir(parents=True)
+        (run / "variant_d" / "models" / model / "model.pt").write_bytes(b"x")
+        (run / "results.json").write_text(json.dumps({"budget": {"model": model}}))
+        runs.append(run)
+    assert bench.mix_members(runs, "d") == [
+        str((tmp_path / m / "variant_d" / "models" / m).resolve())
+        for m in ("minixception", "faceexpr")
+    ]
+    with pytest.raises(SystemExit, match="no trained model for variant e"):
+        bench.mix_members(runs, "e")
