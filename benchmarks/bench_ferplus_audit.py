@@ -185,7 +185,8 @@ def _load(project: Path) -> dict[str, Any]:
         "reason": paths.map(reason).fillna("").to_numpy(),
         "not_face": ferplus.not_face(votes) & has_votes,
         "has_votes": has_votes,
-        "image": [_image(project / cfg.ingest.raw_dir, path) for path in paths],
+        "path": paths.to_numpy(),
+        "raw_dir": project / cfg.ingest.raw_dir,
         "cfg": cfg,
     }
 
@@ -258,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     result = score_flags(d["given"], truth, d["flagged"], d["score"])
     others = {}
     scored = np.flatnonzero(truth >= 0)
+    images = [_image(d["raw_dir"], d["path"][i]) for i in scored] if args.rank_by else []
     for model in args.rank_by:
         score = np.full(len(truth), -np.inf)
-        images = [d["image"][i] for i in scored]
         score[scored] = zero_shot_scores(d["cfg"], model, images, d["given"][scored])
         others[model] = score_flags(d["given"], truth, truth >= 0, score)
     ambiguous = int((audited & d["has_votes"] & (d["truth"] < 0)).sum())

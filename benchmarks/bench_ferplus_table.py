@@ -223,8 +223,9 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
     log = work / "stages.log"
     times, rss = {}, []
     name = ENSEMBLE if a.mix else a.model
+    members = mix_members(a.mix, variant) if a.mix else []
     fit = (
-        ["ensemble", *mix_members(a.mix, variant), "--flip", "--out", f"models/{ENSEMBLE}"]
+        ["ensemble", *members, "--flip", "--out", f"models/{ENSEMBLE}"]
         if a.mix
         else ["train", "--model", a.model, "--fresh"]
     )
@@ -237,9 +238,7 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
     train = split[split["split"] == "train"]
     details = json.loads((work / "metrics" / "details" / f"{name}.json").read_text())
     if a.mix:  # the members' own training runs
-        runs = [
-            json.loads((Path(m) / "run.json").read_text()) for m in mix_members(a.mix, variant)
-        ]
+        runs = [json.loads((Path(m) / "run.json").read_text()) for m in members]
         n_train, train_sec = max(r["n_train"] for r in runs), times["ensemble"]
     else:
         n_train = json.loads((work / "models" / a.model / "run.json").read_text())["n_train"]

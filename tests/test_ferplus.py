@@ -617,6 +617,7 @@ def test_audit_benchmark_runs_on_a_project(
     import shutil
 
     from benchmarks.bench_ferplus_audit import main
+    from fer.config import load_config
     from tests.kit import ROOT
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
@@ -644,10 +645,19 @@ def test_audit_benchmark_runs_on_a_project(
     pd.DataFrame({"path": ["happy/f.png"], "image_id": ["f"], "reason": ["no_face"]}).to_csv(
         tmp_path / "data/validation/quarantine.csv", index=False
     )
-    assert main(["--project", str(tmp_path), "--plot", "pr.png", "--out", "r.json"]) == 0
+    raw = tmp_path / load_config(tmp_path / "params.yaml").ingest.raw_dir
+    rng = np.random.default_rng(1)
+    for path, *_ in rows:
+        (raw / path).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(raw / path), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    argv = ["--project", str(tmp_path), "--plot", "pr.png", "--out", "r.json"]
+    assert main([*argv, "--rank-by", "pretrained:minixception"]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     a = result["auditor"]
     assert (a["n"], a["errors"], a["flagged"], a["true_flags"]) == (4, 2, 2, 1)
+    alone = result["zero_shot"]["pretrained:minixception"]  # every audited face ranked
+    assert (alone["n"], alone["errors"], alone["flagged"]) == (4, 2, 4)
+    assert alone["at_recall_0.5"]["recall"] >= 0.5 and a["at_recall_0.5"]["precision"] == 1.0
     assert result["quarantine"]["both"] == 1 and result["quarantine"]["precision"] == 1.0
     assert cv2.imread(str(tmp_path / "pr.png")) is not None
     assert "precision 0.500, recall 0.500" in capsys.readouterr().out
