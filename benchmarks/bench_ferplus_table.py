@@ -222,13 +222,12 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
     prepare(project, work, faces, acted, [*edits, f"ingest.raw_dir={raw_dir(project)}", *a.set])
     log = work / "stages.log"
     times, rss = {}, []
-    name = ENSEMBLE if a.mix else a.model
-    members = mix_members(a.mix, variant) if a.mix else []
-    fit = (
-        ["ensemble", *members, "--flip", "--out", f"models/{ENSEMBLE}"]
-        if a.mix
-        else ["train", "--model", a.model, "--fresh"]
-    )
+    if a.mix:  # the earlier runs' models, read together: their training runs are theirs
+        name, models = ENSEMBLE, [Path(m) for m in mix_members(a.mix, variant)]
+        fit = ["ensemble", *map(str, models), "--flip", "--out", f"models/{ENSEMBLE}"]
+    else:
+        name, models = a.model, [work / "models" / a.model]
+        fit = ["train", "--model", a.model, "--fresh"]
     for stage in (["split"], fit, ["evaluate", "--model", name]):
         sec, mb = run_stage(stage, work, log)
         times[stage[0]], rss = round(sec, 1), [*rss, mb]
@@ -237,12 +236,8 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
     split = pd.read_parquet(work / "data" / "splits.parquet")
     train = split[split["split"] == "train"]
     details = json.loads((work / "metrics" / "details" / f"{name}.json").read_text())
-    if a.mix:  # the members' own training runs
-        runs = [json.loads((Path(m) / "run.json").read_text()) for m in members]
-        n_train, train_sec = max(r["n_train"] for r in runs), times["ensemble"]
-    else:
-        n_train = json.loads((work / "models" / a.model / "run.json").read_text())["n_train"]
-        train_sec = times["train"]
+    n_train = max(json.loads((m / "run.json").read_text())["n_train"] for m in models)
+    train_sec = times[fit[0]]
     return {
         "variant": variant, **v, **summarize(details),
         "train_faces": n_train,  # what train used (FER+ ties, no votes: skipped)
@@ -256,10 +251,9 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
 
 def raw_dir(project: Path) -> str:
     """The project's image folder (its params' ``ingest.raw_dir``), as an absolute path."""
-    import yaml
+    from fer.config import load_config
 
-    raw = yaml.safe_load((project / "params.yaml").read_text())["ingest"]["raw_dir"]
-    return (project / raw).resolve().as_posix()
+    return (project / load_config(project / "params.yaml").ingest.raw_dir).resolve().as_posix()
 
 
 def mix_members(runs: list[Path], variant: str) -> list[str]:
