@@ -137,7 +137,10 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "ensemble", parents=[common],
         help="several models as one: each cuts faces its way, probabilities averaged",
     )  # fmt: skip
-    p.add_argument("models", nargs="+", help="model dirs, MLflow URIs or pretrained:NAME (2+)")
+    p.add_argument(
+        "models", nargs="+",
+        help="model dirs, MLflow URIs or pretrained:NAME (2+; or 1 with --flip or --shift)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="new folder for model.pt")
     p.add_argument("--weights", type=float, nargs="+", help="one per model (default: equal)")
     p.add_argument(
@@ -147,6 +150,11 @@ def _model_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--fit-pattern", default="*", help="only files matching this glob ('*')")
     p.add_argument("--precropped", action="store_true", help="--fit images are face crops")
     p.add_argument("--flip", action="store_true", help="members also read the mirrored face")
+    p.add_argument(
+        "--shift", type=float, default=0.0, metavar="F",
+        help="members also read the face moved left, right, up and down by F of its side "
+        "(e.g. 0.04; default 0: off)",
+    )  # fmt: skip
     p.add_argument("--step", type=float, default=0.1, help="weight grid step for --fit (0.1)")
 
     p = sub.add_parser("api", parents=[common], help="serve a model over HTTP (FastAPI)")
@@ -222,7 +230,17 @@ _DISPATCH: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ensemble": (
         "fer.stages.ensemble",
         "run",
-        ("models", "out", "weights", "fit", "fit_pattern", "precropped", "flip", "step"),
+        (
+            "models",
+            "out",
+            "weights",
+            "fit",
+            "fit_pattern",
+            "precropped",
+            "flip",
+            "shift",
+            "step",
+        ),
     ),
     "api": ("fer.stages.api", "run", ("model", "host", "port", "workers", "max_bytes")),
     "pipeline": ("flows.launcher", "run", ("models", "force", "params")),

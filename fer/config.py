@@ -350,6 +350,10 @@ class TrainConfig(Section):
     """What to train on: the split's labels, or FER+'s crowd votes (majority class, or the
     vote distribution over the classes as soft targets); FER+ needs votes in the manifest."""
     tta_flip: bool = False
+    tta_shift: Annotated[float, Field(ge=0.0, le=0.25)] = 0.0
+    """Test-time views (stored in ``model.pt``, so evaluate, predict and serving agree):
+    ``tta_flip`` also reads the mirrored face; ``tta_shift`` also reads it moved left, right, up
+    and down by this fraction of the model's input side. Probabilities are averaged."""
     augment: bool = True
     flip: bool = True
     rotation_deg: Annotated[float, Field(ge=0, le=45)] = 10.0
@@ -370,9 +374,9 @@ class ModelSpec(Section):
     7-emotion layer and pools its logits into the 3 classes (``import.fer2013`` + ``taxonomy``);
     ``new`` puts a fresh 3-way layer in its place; ``auto`` is ``mapped`` when pretrained, else
     ``new``. ``arch: ensemble``: ``members`` (``pretrained:NAME``) read each face, each cut by
-    its own recipe (``flip``: and mirrored), their probabilities mixed by ``weights``, or by
-    the ``weight_step`` grid weights that read the validation split best when ``weights`` is
-    null.
+    its own recipe (``flip``: and mirrored; ``shift``: and moved, as ``train.tta_shift``),
+    their probabilities mixed by ``weights``, or by the ``weight_step`` grid weights that read
+    the validation split best when ``weights`` is null.
     """
 
     arch: Architecture | Literal["ensemble"] | None = None
@@ -389,6 +393,7 @@ class ModelSpec(Section):
     weights: list[Annotated[float, Field(ge=0)]] | None = None
     weight_step: Annotated[float, Field(gt=0, le=1)] = 0.1
     flip: bool = False
+    shift: Annotated[float, Field(ge=0.0, le=0.25)] = 0.0
 
     @model_validator(mode="after")
     def _ensemble_fields(self) -> ModelSpec:

@@ -86,6 +86,10 @@ def test_payload_refuses_what_cannot_be_an_ensemble() -> None:
     other = {**one, "classes": ["a", "b"]}
     with pytest.raises(ModelError, match="at least two"):
         ensemble_payload([one], [1], names=["a"])
+    # one model read with test-time views is a model, not an error
+    alone = ensemble_payload([one], [1], names=["a"], shift=0.04)
+    assert alone["members"][0]["config"]["train"] == {"tta_flip": False, "tta_shift": 0.04}
+    assert "config" not in one  # the member's own dict is left as it was
     with pytest.raises(ModelError, match="different classes"):
         ensemble_payload([one, other], [1, 1], names=["a", "b"])
     with pytest.raises(ModelError, match="another ensemble"):
@@ -165,3 +169,53 @@ def test_fit_picks_weights_on_labelled_faces_and_never_replaces_a_model(
     code, _, err = _fer(setup, capsys, "ensemble", *MEMBERS, "--fit", str(labelled),
                         "--out", str(setup["root"] / "other"))  # fmt: skip
     assert code == 2 and "FER2013 emotions): bored" in err
+
+
+def test_one_model_read_with_test_time_views(
+    setup: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``fer ensemble MODEL --flip --shift F``: the model answers the mean over the face, its
+    mirror and its four moved copies, through predict and the HTTP engine alike."""
+    import torch
+
+    from fer.faces.recipes import WholeImage
+    from fer.learning.preprocess import preprocess
+    from fer.learning.training import shifted_views
+    from fer.prediction.api import Engine, settings_from_config
+    from fer.prediction.ensemble import load_for_inference
+    from fer.prediction.model_resolution import resolve_model
+
+    crops = setup["root"] / "crops-views"
+    crops.mkdir()
+    face = cv2.imread(str(IMAGE))[60:330, 140:400]
+    cv2.imwrite(str(crops / "face.png"), cv2.resize(face, (48, 48)))
+    folder = setup["root"] / "mini-views"
+    code, _, err = _fer(setup, capsys, "ensemble", MEMBERS[0], "--flip", "--shift", "0.04",
+                        "--out", str(folder))  # fmt: skip
+    assert code == 0, err
+    assert json.loads((folder / "ensemble.json").read_text())["shift"] == 0.04
+    (viewed,) = _predict(setup, capsys, str(folder), str(crops), "--precropped")
+    (plain,) = _predict(setup, capsys, MEMBERS[0], str(crops), "--precropped")
+
+    # the same mean computed by hand from the packaged model's own cut and input
+    clf = load_for_inference(resolve_model(setup["cfg"], MEMBERS[0]).path)
+    rgb = cv2.cvtColor(cv2.imread(str(crops / "face.png")), cv2.COLOR_BGR2RGB)
+    cut = clf.face_cutter(default=setup["cfg"].detect.crop).whole_image()
+    x = preprocess(np.stack(cut.cut(rgb, WholeImage().detect(rgb))), clf.input_spec)
+    with torch.inference_mode():
+        views = [v for u in shifted_views(x, 0.04) for v in (u, torch.flip(u, dims=[3]))]
+        expected = torch.stack([torch.softmax(clf.model(v), 1) for v in views]).mean(0)
+    assert len(views) == 10
+    np.testing.assert_allclose(_probs(viewed), expected.numpy(), atol=2e-6)
+    assert np.abs(_probs(viewed) - _probs(plain)).max() > 1e-3  # the views change the answer
+
+    engine = Engine(settings_from_config(setup["cfg"], folder, "test"))
+    (mixed,) = _predict(setup, capsys, str(folder), str(IMAGE))
+    by_api = engine.analyze(engine.decode(IMAGE.read_bytes()))
+    np.testing.assert_allclose(_probs({"faces": by_api}), _probs(mixed), atol=2e-6)
+
+    code, _, err = _fer(setup, capsys, "ensemble", MEMBERS[0], "--shift", "0.5",
+                        "--out", str(setup["root"] / "too-far"))  # fmt: skip
+    assert code == 2 and "[0, 0.25]" in err
+    code, _, err = _fer(setup, capsys, "ensemble", MEMBERS[0], "--out", str(setup["root"] / "x"))
+    assert code != 0 and "at least two" in err

@@ -109,3 +109,43 @@ def test_test_time_flip_averages_the_mirror() -> None:
     mirrored = torch.softmax(net(torch.flip(x, dims=[3])), 1)
     assert torch.allclose(softmax_tta(net, x, True), (plain + mirrored) / 2)
     assert torch.allclose(softmax_tta(net, x, False), plain)
+
+
+def test_shifted_views_move_the_face_and_repeat_its_edges() -> None:
+    import torch
+
+    from fer.learning.training import shifted_views
+
+    x = torch.arange(2 * 3 * 25, dtype=torch.float32).reshape(2, 3, 5, 5)
+    assert len(shifted_views(x, 0.05)) == 1  # round(0.25) px: no move
+    views = shifted_views(x, 0.2)  # 1 px of 5
+    assert len(views) == 5 and views[0] is x
+    assert all(v.shape == x.shape for v in views)
+    moved = {tuple(v[0, 0, 2].tolist()) for v in views[1:]}
+    row = x[0, 0, 2].tolist()
+    assert tuple(row[1:] + row[-1:]) in moved  # content moved left, right edge repeated
+    assert tuple(row[:1] + row[:-1]) in moved  # moved right, left edge repeated
+    column = x[0, 0, :, 2].tolist()
+    cols = {tuple(v[0, 0, :, 2].tolist()) for v in views[1:]}
+    assert tuple(column[1:] + column[-1:]) in cols and tuple(column[:1] + column[:-1]) in cols
+
+
+def test_test_time_shift_averages_every_view_and_its_mirror() -> None:
+    import torch
+
+    from fer.learning.training import shifted_views, softmax_tta
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
+    x = torch.rand(2, 3, 8, 8)
+    views = shifted_views(x, 0.125)
+    assert len(views) == 5
+
+    def both(v: torch.Tensor) -> torch.Tensor:
+        return (torch.softmax(net(v), 1) + torch.softmax(net(torch.flip(v, dims=[3])), 1)) / 2
+
+    expected = torch.stack([both(v) for v in views]).mean(0)
+    assert torch.allclose(softmax_tta(net, x, True, 0.125), expected, atol=1e-6)
+    plain = torch.stack([torch.softmax(net(v), 1) for v in views]).mean(0)
+    assert torch.allclose(softmax_tta(net, x, False, 0.125), plain, atol=1e-6)
+    assert not torch.allclose(plain, torch.softmax(net(x), 1), atol=1e-3)  # the views differ

@@ -140,10 +140,11 @@ def predict_proba(
     batch_size: int = 256,
     device: str = "cpu",
     flip: bool = False,
+    shift: float = 0.0,
 ) -> np.ndarray:
     """Softmax probabilities ``(N, classes)`` for uint8 crops, in eval mode, no gradients.
 
-    ``flip``: average with the horizontally mirrored crops (test-time augmentation).
+    ``flip``, ``shift``: test-time augmentation (:func:`softmax_tta`).
     """
     import torch
 
@@ -152,21 +153,41 @@ def predict_proba(
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             x = preprocess(np.asarray(images[start : start + batch_size]), spec, device=device)
-            out.append(softmax_tta(model, x, flip).float().cpu().numpy())
+            out.append(softmax_tta(model, x, flip, shift).float().cpu().numpy())
     if not out:
         n_out = getattr(model, "num_classes", 3)
         return np.zeros((0, n_out), dtype=np.float32)
     return np.concatenate(out)
 
 
-def softmax_tta(model: nn.Module, x: torch.Tensor, flip: bool) -> torch.Tensor:
-    """Class probabilities of a preprocessed batch, averaged with its mirror when ``flip``."""
+def softmax_tta(model: nn.Module, x: torch.Tensor, flip: bool, shift: float = 0.0) -> torch.Tensor:
+    """Class probabilities of a preprocessed batch, averaged over its test-time views: the batch,
+    its mirror when ``flip``, and (``shift`` > 0) copies moved by that fraction of the input side
+    (:func:`shifted_views`), each mirrored too when ``flip``."""
     import torch
 
-    probs = torch.softmax(model(x), dim=1)
-    if flip:
-        probs = (probs + torch.softmax(model(torch.flip(x, dims=[3])), dim=1)) / 2
-    return probs
+    views = shifted_views(x, shift)
+    total = None
+    for view in views:
+        probs = torch.softmax(model(view), dim=1)
+        if flip:
+            probs = (probs + torch.softmax(model(torch.flip(view, dims=[3])), dim=1)) / 2
+        total = probs if total is None else total + probs
+    return total if len(views) == 1 else total / len(views)
+
+
+def shifted_views(x: torch.Tensor, shift: float) -> list[torch.Tensor]:
+    """``[x]``, plus ``x`` moved left, right, up and down by ``round(shift × width)`` pixels when
+    that is at least one (the edge pixels repeated into the gap)."""
+    import torch.nn.functional as F
+
+    px = round(shift * x.shape[-1])
+    if px < 1:
+        return [x]
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (px, px, px, px), mode="replicate")
+    moves = ((0, px), (0, -px), (px, 0), (-px, 0))
+    return [x] + [padded[..., px + dy : px + dy + h, px + dx : px + dx + w] for dy, dx in moves]
 
 
 def evaluate_loader(
@@ -179,11 +200,14 @@ def evaluate_loader(
     device: str = "cpu",
     loss_fn: nn.Module | None = None,
     flip: bool = False,
+    shift: float = 0.0,
 ) -> dict[str, Any]:
     """Loss (unweighted cross-entropy unless ``loss_fn``), accuracy, macro-F1 and probabilities."""
     import torch
 
-    probs = predict_proba(model, images, spec, batch_size=batch_size, device=device, flip=flip)
+    probs = predict_proba(
+        model, images, spec, batch_size=batch_size, device=device, flip=flip, shift=shift
+    )
     y = np.asarray(labels, dtype=np.int64)
     if len(y) == 0:
         return {"loss": float("nan"), "acc": 0.0, "macro_f1": 0.0, "probs": probs}
@@ -326,7 +350,8 @@ def _as_is(
     validation as "epoch 0" so they are logged and compared like a trained model."""
     ev = evaluate_loader(
         model, data.val_x, data.val_y, data.input_spec,
-        batch_size=max(cfg.batch_size, 256), device=device, flip=cfg.tta_flip,
+        batch_size=max(cfg.batch_size, 256), device=device,
+        flip=cfg.tta_flip, shift=cfg.tta_shift,
     )  # fmt: skip
     nan = float("nan")
     record = {
@@ -430,7 +455,8 @@ def _run_epoch(
         setup.scheduler.step()
     ev = evaluate_loader(
         model, data.val_x, data.val_y, data.input_spec,
-        batch_size=max(cfg.batch_size, 256), device=device, flip=cfg.tta_flip,
+        batch_size=max(cfg.batch_size, 256), device=device,
+        flip=cfg.tta_flip, shift=cfg.tta_shift,
     )  # fmt: skip
     return {
         "epoch": epoch,

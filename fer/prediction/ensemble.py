@@ -1,11 +1,11 @@
 """Ensembles: several models read each face, each cut by its own recipe; probabilities averaged.
 
 An ensemble is one ``model.pt`` (``arch: "ensemble"``) that holds its members' own ``model.pt``
-dicts, their weights, and their ``tta_flip`` choice, so ``fer predict`` and ``fer api`` load it
-like any model (:func:`load_for_inference`). Each member keeps its face recipe: the ensemble's
-cutter (:class:`EnsembleCutter`) gives every face one crop per member, and
-:meth:`FaceEnsemble.predict_proba` returns ``sum_i w_i * p_i``. :func:`fit_weights` picks the
-weights that read a labelled set best (``fer ensemble --fit``).
+dicts, their weights, and their test-time views (``tta_flip``, ``tta_shift``), so ``fer
+predict`` and ``fer api`` load it like any model (:func:`load_for_inference`). Each member keeps
+its face recipe: the ensemble's cutter (:class:`EnsembleCutter`) gives every face one crop per
+member, and :meth:`FaceEnsemble.predict_proba` returns ``sum_i w_i * p_i``.
+:func:`fit_weights` picks the weights that read a labelled set best (``fer ensemble --fit``).
 """
 
 from __future__ import annotations
@@ -37,26 +37,31 @@ def ensemble_payload(
     *,
     names: Sequence[str],
     flip: bool = False,
+    shift: float = 0.0,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``model.pt`` dict of an ensemble of member ``model.pt`` dicts (plain types, tensors).
 
-    ``flip``: every member also reads the mirrored face (``train.tta_flip``).
+    ``flip``, ``shift``: every member also reads the mirrored face, and the face moved by
+    ``shift`` of its input side (``train.tta_flip``, ``train.tta_shift``); with either, one
+    member is enough (a model read with test-time views).
     ``config``: kept as the ensemble's ``config`` (e.g. ``detect``: its detector settings).
 
     Raises:
-        ModelError: fewer than two members, a nested ensemble, mismatched classes, or weights
-            that are not one non-negative number per member with a positive sum.
+        ModelError: fewer than two members (one without test-time views), a nested ensemble,
+            mismatched classes, or weights that are not one non-negative number per member
+            with a positive sum.
     """
-    if len(members) < 2:
-        raise ModelError("an ensemble needs at least two models")
+    if len(members) < (1 if flip or shift > 0 else 2):
+        raise ModelError("an ensemble needs at least two models (or one read with --flip or "
+                         "--shift)")  # fmt: skip
     if any(m.get("arch") == ENSEMBLE for m in members):
         raise ModelError("an ensemble cannot hold another ensemble")
     classes = [list(m.get("classes", [])) for m in members]
     if any(c != classes[0] for c in classes):
         raise ModelError(f"ensemble members answer different classes: {classes}")
     w = normalized_weights(weights, len(members))
-    stored = [_with_flip(m, flip) for m in members]
+    stored = [_with_views(m, flip, shift) for m in members]
     return {
         "format": 1,
         "arch": ENSEMBLE,
@@ -80,11 +85,16 @@ def normalized_weights(weights: Sequence[float], n: int) -> list[float]:
     return [v / sum(w) for v in w]
 
 
-def _with_flip(payload: dict[str, Any], flip: bool) -> dict[str, Any]:
-    if not flip:
+def _with_views(payload: dict[str, Any], flip: bool, shift: float) -> dict[str, Any]:
+    """``payload`` whose test-time views also include ``flip`` and ``shift`` (never fewer)."""
+    if not flip and shift <= 0:
         return payload
     config = dict(payload.get("config", {}))
-    config["train"] = {**config.get("train", {}), "tta_flip": True}
+    train = dict(config.get("train", {}))
+    train["tta_flip"] = bool(train.get("tta_flip", False)) or flip
+    if shift > 0:
+        train["tta_shift"] = shift
+    config["train"] = train
     return {**payload, "config": config}
 
 
@@ -140,8 +150,8 @@ class FaceEnsemble:
             ModelError: a member that does not load, or no members.
         """
         members = payload.get("members")
-        if not isinstance(members, list) or len(members) < 2:
-            raise ModelError("ensemble model file: needs a list of at least two members")
+        if not isinstance(members, list) or not members:
+            raise ModelError("ensemble model file: needs a list of members")
         load = FaceClassifier.for_inference_payload if inference else FaceClassifier.from_payload
         loaded = [load(m, device=device, batch_size=batch_size) for m in members]
         meta = {k: v for k, v in payload.items() if k != "members"}
@@ -308,7 +318,7 @@ def assemble_on_split(
     payloads = [read_payload(resolve_model(cfg, m).path) for m in spec.members]
     start = spec.weights if spec.weights is not None else [1.0] * len(payloads)
     payload = ensemble_payload(payloads, start, names=spec.members, flip=spec.flip,
-                               config=config)  # fmt: skip
+                               shift=spec.shift, config=config)  # fmt: skip
     ensemble = FaceEnsemble.from_payload(payload, device=device, batch_size=256, inference=False)
     table = data.table.iloc[rows].reset_index(drop=True)
     probs = ensemble.member_probs(model_crops(cfg, ensemble, table, crops))

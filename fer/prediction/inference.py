@@ -334,14 +334,15 @@ class FaceClassifier:
         out: list[np.ndarray] = []
         from fer.learning.training import softmax_tta
 
-        flip = bool(self.meta.get("config", {}).get("train", {}).get("tta_flip", False))
+        views = self.meta.get("config", {}).get("train", {})
+        flip, shift = bool(views.get("tta_flip", False)), float(views.get("tta_shift", 0.0))
         threads = self.threads if str(self.device) == "cpu" else None
         with torch.inference_mode(), intra_op_threads(threads):
             for start in range(0, len(arr), self.batch_size):
                 x = preprocess(
                     arr[start : start + self.batch_size], self.input_spec, device=self.device
                 )
-                out.append(softmax_tta(self.model, x, flip).float().cpu().numpy())
+                out.append(softmax_tta(self.model, x, flip, shift).float().cpu().numpy())
         return np.concatenate(out)
 
     def records(self, probs: np.ndarray) -> list[dict[str, Any]]:

@@ -45,16 +45,19 @@ def run(
     fit_pattern: str = "*",
     precropped: bool = False,
     flip: bool = False,
+    shift: float = 0.0,
     step: float = 0.1,
 ) -> dict[str, Any]:
     """Build the ensemble and write ``out/model.pt`` and ``out/ensemble.json``.
 
+    ``flip``, ``shift``: test-time views of every member (``train.tta_flip``, ``tta_shift``).
+
     Returns:
-        What ``ensemble.json`` holds: ``members``, ``weights``, ``flip``, ``fit``.
+        What ``ensemble.json`` holds: ``members``, ``weights``, ``flip``, ``shift``, ``fit``.
 
     Raises:
         InputError: ``out`` already holds a model, both or neither of weights/fit problems,
-            or a fit folder with no usable labelled image.
+            a ``shift`` outside [0, 0.25], or a fit folder with no usable labelled image.
         ModelError: a member does not resolve or load, or the members do not fit together.
     """
     import torch
@@ -68,11 +71,15 @@ def run(
         raise InputError(f"{target}: exists; choose another --out (nothing is replaced)")
     if weights is not None and fit is not None:
         raise InputError("give --weights or --fit, not both")
+    if not 0.0 <= shift <= 0.25:
+        raise InputError(f"--shift {shift}: a fraction of the face's side in [0, 0.25]")
     payloads = [read_payload(resolve_model(cfg, m).path) for m in models]
     detect = {"detect": cfg.detect.detector().model_dump(mode="json")}
     start = weights if weights is not None else [1.0] * len(models)
-    payload = ensemble_payload(payloads, start, names=models, flip=flip, config=detect)
-    summary: dict[str, Any] = {"members": models, "flip": flip, "fit": None}
+    payload = ensemble_payload(
+        payloads, start, names=models, flip=flip, shift=shift, config=detect
+    )
+    summary: dict[str, Any] = {"members": models, "flip": flip, "shift": shift, "fit": None}
     if fit is not None:
         ensemble = FaceEnsemble.from_payload(payload, batch_size=cfg.predict.batch_size)
         fitted, summary["fit"] = fit_on_folder(cfg, ensemble, fit, fit_pattern, precropped, step)
