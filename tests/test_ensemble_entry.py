@@ -79,9 +79,11 @@ def _project(root: Path, entry: dict, *, precropped: bool = False) -> Path:
     return params
 
 
-def _members_mix(cfg, weights: list[float], split: str, *, flip: bool = False) -> np.ndarray:
+def _members_mix(
+    cfg, weights: list[float], split: str, *, flip: bool = False, shift: float = 0.0
+) -> np.ndarray:
     """What the ensemble must answer: each member, alone, on its own cut of each face (of the
-    whole image when the project is precropped)."""
+    whole image when the project is precropped); ``shift``: each read with moved views too."""
     from fer.data.images import load_rgb
     from fer.faces.detectors import Face
     from fer.prediction.inference import FaceClassifier
@@ -100,12 +102,18 @@ def _members_mix(cfg, weights: list[float], split: str, *, flip: bool = False) -
                        [Face(*boxes.loc[fid, ["x", "y", "w", "h"]].astype(int), 1.0)])[0]
             for fid, rel in zip(table["face_id"], table["path"], strict=True)
         ]  # fmt: skip
-        probs = clf.predict_proba(crops).astype(np.float64)
-        if flip:
-            mirrored = clf.predict_proba([c[:, ::-1].copy() for c in crops])
-            probs = (probs + mirrored) / 2
+        probs = _read(clf, np.stack(crops), shift)
+        if flip:  # the moved copies of the mirror are the mirrors of the moved copies
+            probs = (probs + _read(clf, np.stack([c[:, ::-1] for c in crops]), shift)) / 2
         total = total + weight * probs
     return np.asarray(total)
+
+
+def _read(clf, faces: np.ndarray, shift: float) -> np.ndarray:
+    """``clf``'s probabilities for ``faces`` and their copies moved by ``shift``, averaged."""
+    from fer.learning.training import predict_proba
+
+    return predict_proba(clf.model, faces, clf.input_spec, shift=shift).astype(np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +232,8 @@ def test_a_precropped_project_reads_each_whole_image_per_member(
     from fer.stages.train import run as train
 
     torch.set_num_threads(1)
-    entry = {"arch": "ensemble", "members": MEMBERS, "weights": [1, 3], "flip": True}
+    entry = {"arch": "ensemble", "members": MEMBERS, "weights": [1, 3], "flip": True,
+             "shift": 0.04}  # fmt: skip
     cfg = load_config(_project(tmp_path, entry, precropped=True))
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"enabled": False})})
     monkeypatch.chdir(tmp_path)
@@ -232,9 +241,11 @@ def test_a_precropped_project_reads_each_whole_image_per_member(
     assert summary["weights"] == [0.25, 0.75]  # given weights are kept (normalised)
     test = _predict_test_split(cfg, Path(cfg.train.out_dir) / "ens", "ens")
     plain = _members_mix(cfg, [0.25, 0.75], "test")
-    both = _members_mix(cfg, [0.25, 0.75], "test", flip=True)
-    assert np.abs(test.probs - both).max() < 1e-4  # every member reads the mirror too
-    assert np.abs(test.probs - plain).max() > 1e-3
+    flipped = _members_mix(cfg, [0.25, 0.75], "test", flip=True)
+    views = _members_mix(cfg, [0.25, 0.75], "test", flip=True, shift=0.04)
+    # every member reads the mirror, and the face moved by 4 % of its side (and its mirror)
+    assert np.abs(test.probs - views).max() < 1e-4
+    assert np.abs(test.probs - plain).max() > 1e-3 and np.abs(test.probs - flipped).max() > 1e-3
     assert test.crops.shape[1:] == (64, 64, 3)  # galleries show detect's crops
 
 

@@ -197,3 +197,4 @@ def test_import_use_points_params_at_fer2013(tmp_path: Path) -> None:
     ensemble = cfg.model_spec("real-ensemble")
     assert ensemble.members == ["pretrained:minixception", "pretrained:faceexpr"]
     assert (ensemble.weights, ensemble.weight_step, ensemble.flip) == (None, 0.05, True)
+    assert ensemble.shift == cfg.train.tta_shift == 0.04 and cfg.train.tta_flip

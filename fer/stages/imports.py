@@ -121,7 +121,8 @@ def fer2013_settings(out: Path, cfg: Config) -> list[str]:
     from the file names), the images taken as the face crops they are, surprise reported
     apart (its valence is ambiguous), label auditing helped by FaceExpressionNet (the K-fold model
     alone is too weak to trust there), and the models of the README's FER2013 table, as measured
-    (with the ensemble of both packaged models that reads PrivateTest best).
+    (with the ensemble of both packaged models), every face also read mirrored and moved by 4 %
+    of its side (mini-Xception as shipped then reads PrivateTest at 0.832 without surprise).
     """
     surprise = cfg.import_.fer2013["surprise"]
     return [
@@ -133,11 +134,12 @@ def fer2013_settings(out: Path, cfg: Config) -> list[str]:
         "validate.teacher=faceexpr",
         "train.models=[minixception-zeroshot, minixception, baseline, real-ensemble]",
         "train.tta_flip=true",
+        "train.tta_shift=0.04",
         "models.baseline={width: 32, epochs: 20}",
         "models.minixception={pretrained: true, lr: 0.0001, epochs: 3, "
         "freeze: [stem, blocks.0, blocks.1]}",
         'models.real-ensemble={arch: ensemble, members: ["pretrained:minixception", '
-        '"pretrained:faceexpr"], weights: null, weight_step: 0.05, flip: true}',
+        '"pretrained:faceexpr"], weights: null, weight_step: 0.05, flip: true, shift: 0.04}',
     ]
 
 
