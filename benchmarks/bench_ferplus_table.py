@@ -224,7 +224,8 @@ def run_variant(variant: str, project: Path, out: Path, faces: Any, issues: Any,
     times, rss = {}, []
     if a.mix:  # the earlier runs' models, read together: their training runs are theirs
         name, models = ENSEMBLE, [Path(m) for m in mix_members(a.mix, variant)]
-        fit = ["ensemble", *map(str, models), "--flip", "--out", f"models/{ENSEMBLE}"]
+        fit = ["ensemble", *map(str, models), "--flip", "--shift", str(a.mix_shift),
+               "--out", f"models/{ENSEMBLE}"]  # fmt: skip
     else:
         name, models = a.model, [work / "models" / a.model]
         fit = ["train", "--model", a.model, "--fresh"]
@@ -318,6 +319,10 @@ def main() -> None:
         help="instead of training: each variant's models from these earlier runs (their --out), "
         "read together with equal weights, each face and its mirror (fer ensemble --flip)",
     )  # fmt: skip
+    p.add_argument(
+        "--mix-shift", type=float, default=0.0, metavar="F",
+        help="with --mix: each face also read moved by F of its side (fer ensemble --shift)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="train.seed (init, order, augmentation)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-4)
@@ -342,7 +347,7 @@ def main() -> None:
         "load_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
         "budget": {"model": a.model, "pretrained": not a.from_scratch and a.model in PRETRAINED,
                    "unfreeze": a.unfreeze, "set": a.set,
-                   "mix": [str(m) for m in a.mix],
+                   "mix": [str(m) for m in a.mix], "mix_shift": a.mix_shift,
                    "epochs": a.epochs, "lr": a.lr, "seed": a.seed,
                    "batch": a.batch, "every_kth_training_face": a.every, "flip": True},
         "rows": rows,
