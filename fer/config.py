@@ -25,6 +25,9 @@ from fer.errors import ConfigError
 DEFAULT_PARAMS = Path("params.yaml")
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+MAX_TTA_SHIFT = 0.25
+"""The largest test-time move, as a fraction of a model's input side (``train.tta_shift``)."""
+TtaShift = Annotated[float, Field(ge=0.0, le=MAX_TTA_SHIFT)]
 Workers = Annotated[int, Field(ge=0, description="0 means one per CPU core")]
 
 
@@ -350,7 +353,7 @@ class TrainConfig(Section):
     """What to train on: the split's labels, or FER+'s crowd votes (majority class, or the
     vote distribution over the classes as soft targets); FER+ needs votes in the manifest."""
     tta_flip: bool = False
-    tta_shift: Annotated[float, Field(ge=0.0, le=0.25)] = 0.0
+    tta_shift: TtaShift = 0.0
     """Test-time views (stored in ``model.pt``, so evaluate, predict and serving agree):
     ``tta_flip`` also reads the mirrored face; ``tta_shift`` also reads it moved left, right, up
     and down by this fraction of the model's input side. Probabilities are averaged."""
@@ -393,7 +396,7 @@ class ModelSpec(Section):
     weights: list[Annotated[float, Field(ge=0)]] | None = None
     weight_step: Annotated[float, Field(gt=0, le=1)] = 0.1
     flip: bool = False
-    shift: Annotated[float, Field(ge=0.0, le=0.25)] = 0.0
+    shift: TtaShift = 0.0
 
     @model_validator(mode="after")
     def _ensemble_fields(self) -> ModelSpec:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fer import CLASSES
+from fer.config import MAX_TTA_SHIFT
 from fer.errors import InputError
 from fer.io import atomic_path, write_json
 from fer.prediction.inference import WEIGHTS
@@ -71,8 +72,8 @@ def run(
         raise InputError(f"{target}: exists; choose another --out (nothing is replaced)")
     if weights is not None and fit is not None:
         raise InputError("give --weights or --fit, not both")
-    if not 0.0 <= shift <= 0.25:
-        raise InputError(f"--shift {shift}: a fraction of the face's side in [0, 0.25]")
+    if not 0.0 <= shift <= MAX_TTA_SHIFT:
+        raise InputError(f"--shift {shift}: a fraction of the face's side in [0, {MAX_TTA_SHIFT}]")
     payloads = [read_payload(resolve_model(cfg, m).path) for m in models]
     detect = {"detect": ensemble_detector(cfg, payloads)}
     start = weights if weights is not None else [1.0] * len(models)
