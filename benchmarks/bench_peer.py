@@ -12,18 +12,24 @@ scikit-image astronaut, letterboxed, and matplotlib's grace_hopper.jpg, a 512×6
   peer with our detector);
 - **fer**: our warm single-image path, decode + detect + crop + classify + records:
   ``fer predict``'s ``predict_images`` and the pyfunc/``fer api`` path ``analyze_image``, with
-  ``--model pretrained:minixception`` (the small real-face classifier) and the settings that
-  model carries, exactly as ``fer predict IMG --model pretrained:minixception`` runs;
+  ``--model M`` (default ``pretrained:minixception``, the small real-face classifier; or
+  ``pretrained:faceexpr``, whose face-api recipe adds the 68 landmarks and the aligned cut) and
+  the face recipe that model carries, as ``fer predict IMG --model M`` runs. The detector is
+  params' res10 SSD (``--detect-with params``, the default here, which the bare loop and the
+  ``peer+ssd`` run share) or the model's own (``--detect-with model``, what ``fer predict``
+  uses by default: PyPI fer's Haar cascade for mini-Xception);
 - **bare**: ``cv2.imread`` + the same cv2.dnn res10 SSD + a square crop + our torch
   mini-Xception, minimal glue (the classifier runs with ``--bare-threads`` torch threads).
 
 Each call is timed where it runs (the peer inside its process) and the calls of one round
 run back to back, so load from other processes hits them alike; ratios are medians of the
 per-round ratios. Cold start (process start to exit after the first image) is measured for
-``fer predict IMG --model pretrained:minixception`` and for the peer's smallest script.
+``fer predict IMG --model M --detect-with D`` and for the peer's smallest script.
 Usage::
 
     python benchmarks/bench_peer.py --peer-python PEER_VENV/bin/python --repeats 20
+    python benchmarks/bench_peer.py --peer-python PEER_VENV/bin/python --repeats 20 \
+        --model pretrained:faceexpr --detect-with model
 
 The peer worker is this file run by the peer's interpreter (``--worker``); nothing of the
 peer package is kept in this repository.
@@ -167,18 +173,18 @@ def _cfg() -> Any:
 
 
 class Ours:
-    """`fer predict`'s objects for ``--model pretrained:minixception``, built as it builds them."""
+    """`fer predict`'s objects for ``--model M --detect-with D``, built as it builds them."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str, detect_with: str) -> None:
         from fer.prediction.model_resolution import resolve_model
         from fer.stages.predict import _detector, load_classifier
 
         self.cfg = _cfg()
-        self.model_dir = resolve_model(self.cfg, MODEL).path
+        self.model_dir = resolve_model(self.cfg, model).path
         self.classifier, self.crop = load_classifier(self.model_dir, self.cfg)
-        # params' res10 SSD (`--detect-with params`): the bare loop and the "given our boxes"
-        # peer run use the same SSD; the model's own detector is now PyPI fer's Haar cascade
-        self.detector = _detector(self.classifier, self.cfg, "params")
+        # "params": the res10 SSD that the bare loop and the "given our boxes" peer run share;
+        # "model": the model's own (PyPI fer's Haar cascade for mini-Xception)
+        self.detector = _detector(self.classifier, self.cfg, detect_with)
 
     def predict_path(self, path: Path) -> dict[str, Any]:
         """`fer predict`: decode, detect, crop, classify, record (no annotated JPEG)."""
@@ -291,11 +297,14 @@ def _ratio(times: dict[str, list[float]], a: str, b: str) -> float:
     return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
 
 
-def cold(image: Path, peer_python: str | None, out: Path, rounds: int) -> dict[str, list[float]]:
+def cold(
+    image: Path, peer_python: str | None, out: Path, rounds: int, args: argparse.Namespace
+) -> dict[str, list[float]]:
     """Seconds from process start to exit after one image, interleaved, ``rounds`` times."""
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     fer_cmd = [str(BIN / "fer"), "--params", str(REPO / "params.yaml"), "predict", str(image),
-               "--model", MODEL, "--out", str(out)]  # fmt: skip
+               "--model", args.model, "--detect-with", args.detect_with,
+               "--out", str(out)]  # fmt: skip
     cmds = {"fer predict": (fer_cmd, env, REPO)}
     if peer_python:
         code = (
@@ -320,6 +329,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20, help="warm rounds per image")
     ap.add_argument("--cold", type=int, default=3, help="cold-start rounds")
     ap.add_argument("--bare-threads", type=int, default=1, help="torch threads of the bare loop")
+    ap.add_argument(
+        "--model", default=MODEL, help="fer --model (the bare loop stays mini-Xception)"
+    )
+    ap.add_argument(
+        "--detect-with", choices=["params", "model"], default="params",
+        help="our detector: params' res10 SSD (shared with bare and peer+ssd) or the model's own",
+    )  # fmt: skip
     ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -334,18 +350,20 @@ def main() -> None:
     load0 = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"cores: {os.cpu_count()}; ours: OpenCV {cv2.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); load avg at start: {load0}")  # fmt: skip
-    ours = Ours()
-    print(f"fer: {MODEL} -> {ours.model_dir}; detector {ours.detector.name}")
-    proto, caffemodel = model_files(ours.classifier.detector_settings())
+    ours = Ours(args.model, args.detect_with)
+    print(f"fer: {args.model} -> {ours.model_dir}; detector {ours.detector.name} "
+          f"(--detect-with {args.detect_with})")  # fmt: skip
+    proto, caffemodel = model_files(ours.cfg.detect.detector())
     peer = None
     if args.peer_python:
-        peer = Peer(args.peer_python, proto, caffemodel, ours.detector.min_confidence)
+        peer = Peer(args.peer_python, proto, caffemodel, ours.cfg.detect.detector().min_confidence)
         info = peer.ask(op="info")
         print(
             f"peer: PyPI fer {info['version']} (OpenCV {info['opencv']}): FER(mtcnn=False) "
             f"detects with {info['detector']}, classifies with {info['classifier']}"
         )
-    bare = Bare(ours.model_dir, args.bare_threads)
+    bare_model = ours.model_dir if args.model == MODEL else Ours(MODEL, "params").model_dir
+    bare = Bare(bare_model, args.bare_threads)
     with tempfile.TemporaryDirectory(prefix="bench_peer.") as tmp_name:
         tmp = Path(tmp_name)
         images = _images(tmp)
@@ -359,7 +377,7 @@ def main() -> None:
                 pairs += [("fer predict", "peer"), ("fer predict", "peer+ssd")]
             ratios = [f"{a}/{b} {_ratio(times, a, b):.2f}x" for a, b in pairs]
             print(f"  {name}: {cells}\n    ratios: {', '.join(ratios)}")
-        walls = cold(images["astronaut 640x480"], args.peer_python, tmp / "cold", args.cold)
+        walls = cold(images["astronaut 640x480"], args.peer_python, tmp / "cold", args.cold, args)
         load2 = ", ".join(f"{v:.2f}" for v in os.getloadavg())
         cells = ", ".join(
             f"{k} {statistics.median(v):.2f} s (all: {', '.join(f'{x:.2f}' for x in v)})"

@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("FER_PROGRESS", "0")
 
-TYPES = ("portrait", "fer2013", "web1", "multi", "noface", "animal")
+TYPES = ("portrait", "fer2013", "web1", "multi", "noface", "animal", "video")
 
 
 # -- truth ---------------------------------------------------------------------------------

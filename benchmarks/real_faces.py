@@ -36,7 +36,9 @@ Image types and sources (repository @ commit, path inside it):
 ``fer2013`` (48×48 grey face crops, one face, boxes unknown)
     an evenly spaced subsample (``--n-fer``) of ``<fer2013>/test/<emotion>/*.jpg``.
 
-No 640×490 video-frame set (CK+) was found in a reachable public repository.
+No 640×490 video-frame set (CK+) was found in a reachable public repository. The ``videos``
+sub-command builds a set of real single-person video frames instead (type ``video``, exactly one
+face, boxes unknown; see :func:`videos_main`).
 
 Built with the defaults: portrait 380 (JAFFE 213, Yale 164, samples 3), fer2013 400, web1 300,
 multi 400 (1487 labelled faces, 1227 of them >= 20 px), noface 269 (ImageNet 251, skimage
@@ -53,6 +55,10 @@ The ``expressions`` sub-command builds the labelled sets of ``bench_side_by_side
 (see :func:`expressions_main`)::
 
     python benchmarks/real_faces.py expressions --out DATA_DIR/expressions --mirrors MIRRORS
+
+and ``videos`` the single-person video frames, in a set of their own::
+
+    python benchmarks/real_faces.py videos --out DATA_DIR/videoframes --mirrors MIRRORS
 """
 
 from __future__ import annotations
@@ -76,6 +82,17 @@ JAFFE = ("fitoplankton/facial-expression-classification-prediction",
 YALE = ("leecarraher/pattern_recognition", "b072a1f88e7b5e3356e61b3724615f78ab4194f6")
 WEBFACES = ("PigeonDan1/face_reco", "4735d6ba6428f110b96b5b9edcfcfbcdfc72e826")
 IMAGENET = ("EliSchwartz/imagenet-sample-images", "bc69043e2862758a1906c6a24a792bb28c6bb2ff")
+# Single-person videos (repository, commit, folder of the clips): GRID corpus samples (360×288,
+# a speaker facing the camera, 75 frames), two HDTF interview clips (512×512 close-ups) and the
+# real "driving" clips of an expression-transfer project (480–1280 px: faces that pull
+# expressions, turn and move, one child). Its ``source/`` clips are left out: some look generated.
+VIDEOS = (
+    ("rizkiarm/LipNet", "bec592aa1e66378bc7ab33f6110f1c8a431b3b9a", "evaluation/samples"),
+    ("OpenTalker/SadTalker", "cd4c0465ae0b54a6f85af57f5c65fec9fe23e7f8", "examples/ref_video"),
+    ("KwaiVGI/LivePortrait", "1986663be3b6902605d32200c01f4bfd36cda83d",
+     "assets/examples/driving"),
+)  # fmt: skip
+VIDEO_SUFFIXES = (".mp4", ".mpg", ".avi", ".mov")
 
 # Mammals (furry faces with eyes and a muzzle, the res10 SSD's known false positives): the
 # ``animal`` type. Marsupials, marine mammals, dogs to bears, mongoose/meerkat, rabbits and
@@ -474,6 +491,82 @@ def expressions_main(argv: list[str]) -> int:
     return 0
 
 
+def video_frames(data: bytes, suffix: str, n: int) -> list[tuple[int, np.ndarray]]:
+    """``n`` evenly spaced ``(index, RGB frame)`` of an encoded video (all when ``n`` is 0).
+
+    Two passes (count, then decode the kept frames), so a long clip never sits in memory.
+    """
+    import tempfile
+
+    import cv2
+
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        cap = cv2.VideoCapture(tmp.name)
+        total = 0
+        while cap.grab():
+            total += 1
+        cap.release()
+        if not total:
+            raise SystemExit(f"no frame decoded from a {suffix} video: OpenCV lacks its codec")
+        keep = set(spaced(list(range(total)), n))
+        cap, frames = cv2.VideoCapture(tmp.name), []
+        for index in range(total):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index in keep:
+                frames.append((index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
+        cap.release()
+    return frames
+
+
+def videos(mirrors: Path, out: Path, per_video: int) -> list[Record]:
+    """Frames of the single-person clips of :data:`VIDEOS`: type ``video``, one face each."""
+    recs: list[Record] = []
+    for repo, commit, folder in VIDEOS:
+        blobs = Blobs(git_dir(mirrors, repo), commit)
+        clips = [p for p in blobs.list(folder) if p.lower().endswith(VIDEO_SUFFIXES)]
+        for path, data in blobs.read(clips):
+            clip = Path(path)
+            for index, rgb in video_frames(data, clip.suffix, per_video):
+                rel = f"video/{repo.split('/')[1]}_{clip.stem}_{index:05d}.png"
+                _save(out, rel, _png(rgb))
+                height, width = rgb.shape[:2]
+                source = f"{repo}:{path}"
+                extra = {"clip": source, "frame": index}
+                recs.append(
+                    Record(rel, "video", f"{source}#{index}", width, height, 1, None, extra=extra)
+                )
+    return recs
+
+
+def videos_main(argv: list[str]) -> int:
+    """``real_faces.py videos``: frames of real single-person videos, one face in each.
+
+    Evenly spaced frames (``--per-video``) of every clip of :data:`VIDEOS`, written as PNG to
+    ``<out>/images/video/`` with a ``truth.json`` that ``bench_real_detect.py --data <out>
+    --types video`` reads (exactly one face per frame; boxes unknown).
+    """
+    doc = (videos_main.__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="real_faces.py videos", description=doc)
+    parser.add_argument("--out", type=Path, required=True, help="DATA_DIR: outside the repo")
+    parser.add_argument("--mirrors", type=Path, required=True, help="git mirrors or clones")
+    parser.add_argument("--per-video", type=int, default=40, help="frames per clip (0 = all)")
+    args = parser.parse_args(argv)
+    recs = videos(args.mirrors, args.out, args.per_video)
+    truth = {
+        "sources": {repo: {"commit": commit, "folder": folder} for repo, commit, folder in VIDEOS},
+        "counts": {"video": len(recs)},
+        "images": [asdict(r) for r in recs],
+    }
+    (args.out / "truth.json").write_text(json.dumps(truth, indent=1))
+    clips = len({r.extra["clip"] for r in recs})
+    print(f"{args.out}/truth.json: {len(recs)} frames of {clips} clips")
+    return 0
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -514,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["expressions"]:
         return expressions_main(argv[1:])
+    if argv[:1] == ["videos"]:
+        return videos_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="DATA_DIR: outside the repo")
     parser.add_argument("--mirrors", type=Path, required=True, help="git mirrors or clones")

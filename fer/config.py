@@ -217,6 +217,10 @@ class DetectorSettings(Section):
     max_aspect: Annotated[float, Field(ge=1.0)] = 2.0
     nms_iou: Fraction = 0.3
     min_inside: Fraction = 0.7
+    max_nested: Fraction = 0.5
+    """A further face with more than this share of its box inside a better face is dropped."""
+    drop_edge_copies: bool = True
+    """Drop a further face that overlaps a better one and reaches the frame's edge."""
     pad: Annotated[float, Field(ge=0.0, le=2.0)] = 0.5
     upscale_below: Annotated[int, Field(ge=0)] = 160
     max_side: Annotated[int, Field(ge=64)] = 1280

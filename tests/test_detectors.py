@@ -263,6 +263,54 @@ class _Fixed:
         return Fixed(DetectConfig(**cfg))
 
 
+def test_overlap_share_and_touches_edge() -> None:
+    from fer.faces.detectors import Face, overlap_share, touches_edge
+
+    face, mouth = Face(100, 100, 200, 240, 0.99), Face(160, 280, 60, 40, 0.5)
+    assert overlap_share(mouth, face) == 1.0
+    assert overlap_share(face, mouth) == pytest.approx(60 * 40 / (200 * 240))
+    assert overlap_share(Face(250, 100, 100, 100, 0.9), face) == pytest.approx(0.5)
+    assert overlap_share(Face(400, 100, 50, 50, 0.9), face) == 0.0
+    assert overlap_share(Face(0, 0, 0, 10, 0.9), face) == 0.0  # empty box
+    assert touches_edge(Face(0, 50, 40, 40, 0.9), 480, 640)
+    assert touches_edge(Face(600, 440, 40, 40, 0.9), 480, 640)
+    assert not touches_edge(Face(1, 1, 40, 40, 0.9), 480, 640)
+
+
+def test_a_box_nested_in_a_better_face_is_dropped() -> None:
+    """A mouth scored 0.48–0.69 inside the face box (real interview video frames)."""
+    image = np.zeros((512, 512, 3), np.uint8)
+    face, mouth = (155, 96, 260, 350, 0.99), (280, 350, 62, 40, 0.69)
+    other = (20, 40, 120, 150, 0.6)  # a second, separate face stays
+    kept = _Fixed.make([face, mouth, other]).detect(image)
+    assert [f.box for f in kept] == [(155, 96, 260, 350), (20, 40, 120, 150)]
+    old = _Fixed.make([face, mouth, other], max_nested=1.0).detect(image)
+    assert (280, 350, 62, 40) in [f.box for f in old]
+    # Half inside: kept at the default 0.5, dropped at a lower bar.
+    half = (380, 200, 70, 70, 0.6)
+    assert len(_Fixed.make([face, half]).detect(image)) == 2
+    assert len(_Fixed.make([face, half], max_nested=0.4).detect(image)) == 1
+
+
+def test_a_copy_overlapping_a_better_face_at_the_frame_edge_is_dropped() -> None:
+    """The res10 SSD's shifted copy of a face, in the corner of a 512x512 video frame."""
+    image = np.zeros((512, 512, 3), np.uint8)
+    face = (138, 94, 221, 329, 0.9996)
+    copy = (309, 263, 240, 260, 0.88)  # 203x249 of it inside (81%): min_inside keeps it
+    kept = _Fixed.make([face, copy]).detect(image)
+    assert [f.box for f in kept] == [(138, 94, 221, 329)]
+    old = _Fixed.make([face, copy], drop_edge_copies=False).detect(image)
+    assert [f.box for f in old] == [(138, 94, 221, 329), (309, 263, 203, 249)]
+    # At the edge but apart from the face: a real face cut by the frame stays.
+    cut = (420, 20, 100, 110, 0.7)
+    assert len(_Fixed.make([face, cut]).detect(image)) == 2
+    # Overlapping the face but inside the frame (two heads side by side): both stay.
+    beside = (300, 120, 150, 180, 0.7)
+    assert len(_Fixed.make([face, beside]).detect(image)) == 2
+    # The best face itself is never dropped for reaching the edge.
+    assert len(_Fixed.make([(0, 0, 300, 400, 0.99)]).detect(image)) == 1
+
+
 def test_inside_fraction() -> None:
     from fer.faces.detectors import inside_fraction
 

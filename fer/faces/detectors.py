@@ -6,6 +6,9 @@ border (``pad``) where the backend asks for one; boxes lying mostly outside the 
 dropped (``min_inside``), the rest are mapped back to original pixels and clipped, then
 filtered by ``min_face_px`` / ``max_aspect``, merged with NMS and kept by confidence: an image
 needs one face of at least ``min_confidence``; its further faces need ``min_confidence_next``.
+Last, a further face that is an artefact of a better one goes: mostly inside it
+(``max_nested``: a mouth scored as a face) or overlapping it at the frame's edge
+(``drop_edge_copies``: the SSD's shifted copy of a face, clipped in a corner of a video frame).
 A backend only implements ``_raw(bgr)`` on the resized image. Adding a backend is one file in
 ``fer/faces/backends/`` plus one line in ``_BACKENDS``.
 """
@@ -37,7 +40,9 @@ _BACKENDS: dict[str, str] = {
 # Bump when the shared detection logic changes results, so every cache is invalidated.
 # 2: boxes mostly outside the frame are dropped (min_inside); small images get a border (pad);
 #    faces after an image's first need only min_confidence_next.
-LOGIC_VERSION = 2
+# 3: further faces nested in a better one (max_nested) or overlapping it at the frame's edge
+#    (drop_edge_copies) are dropped.
+LOGIC_VERSION = 3
 
 # x, y, w, h, score in detection pixels; a backend that finds landmarks appends their
 # coordinates x0, y0, x1, y1, ... (detection pixels too).
@@ -137,6 +142,8 @@ def settings_hash(cfg: DetectorSettings) -> str:
         "max_aspect": cfg.max_aspect,
         "nms_iou": cfg.nms_iou,
         "min_inside": cfg.min_inside,
+        "max_nested": cfg.max_nested,
+        "drop_edge_copies": cfg.drop_edge_copies,
         "pad": cfg.pad,
         "upscale_below": cfg.upscale_below,
         "max_side": cfg.max_side,
@@ -171,6 +178,34 @@ def inside_fraction(x: float, y: float, w: float, h: float, width: float, height
     iw = min(x + w, width) - max(x, 0.0)
     ih = min(y + h, height) - max(y, 0.0)
     return max(0.0, iw) * max(0.0, ih) / (w * h)
+
+
+def overlap_share(face: Face, other: Face) -> float:
+    """Share of ``face``'s box area that lies inside ``other``'s box (0.0 for an empty box)."""
+    iw = min(face.x + face.w, other.x + other.w) - max(face.x, other.x)
+    ih = min(face.y + face.h, other.y + other.h) - max(face.y, other.y)
+    return max(0, iw) * max(0, ih) / face.area if face.area > 0 else 0.0
+
+
+def touches_edge(face: Face, height: int, width: int) -> bool:
+    """Whether the (clipped) box reaches an edge of the ``width`` × ``height`` frame."""
+    return face.x <= 0 or face.y <= 0 or face.x + face.w >= width or face.y + face.h >= height
+
+
+def is_copy(
+    face: Face, better: Face, height: int, width: int, *, max_nested: float, edge_copies: bool
+) -> bool:
+    """Whether a further ``face`` is an artefact of a ``better`` one of the same image.
+
+    Nested: more than ``max_nested`` of its area lies inside the better box (a mouth or an eye
+    scored as a face; a real face is not inside another one). Edge copy (``edge_copies``): it
+    overlaps the better box and reaches the frame's edge, the res10 SSD's copy of a face
+    shifted by one cell of its grid and clipped (0.44–0.96 on 16 of 1,000 real video frames).
+    """
+    share = overlap_share(face, better)
+    if share > max_nested:
+        return True
+    return edge_copies and share > 0 and touches_edge(face, height, width)
 
 
 def border(height: int, width: int, *, pad: float) -> tuple[int, int]:
@@ -241,6 +276,8 @@ class ScaledDetector:
         self.max_aspect = cfg.max_aspect
         self.nms_iou = cfg.nms_iou
         self.min_inside = cfg.min_inside
+        self.max_nested = cfg.max_nested
+        self.drop_edge_copies = cfg.drop_edge_copies
         self.pad = cfg.pad
         self.upscale_below = cfg.upscale_below
         self.max_side = cfg.max_side
@@ -343,7 +380,19 @@ class ScaledDetector:
             for i in np.asarray(keep).reshape(-1)
         ]
         faces.sort(key=lambda f: (-f.score, -f.area, f.y, f.x))
-        return faces
+        return self._without_copies(faces, height, width)
+
+    def _without_copies(self, faces: list[Face], height: int, width: int) -> list[Face]:
+        """``faces`` (best first) less each one that is a copy of a better kept one."""
+        kept: list[Face] = []
+        for face in faces:
+            if not any(
+                is_copy(face, better, height, width, max_nested=self.max_nested,
+                        edge_copies=self.drop_edge_copies)
+                for better in kept
+            ):  # fmt: skip
+                kept.append(face)
+        return kept
 
 
 def _shifted(raw: RawBox, shift: np.ndarray) -> RawBox:
