@@ -3,9 +3,11 @@ throughput with and without batching, and video frames/s with detection every 1 
 
 Measured in one run, on whatever cores the machine gives (the README table used 2):
 
-- warm single image (640×480 JPEG, one face): decode + detect + crop + classify + annotate,
-  median of ``--repeats``; ratio to detector alone + classifier alone on the same input
-  (goal ≤ 1.2×);
+- warm single image (640×480 JPEG, one face): decode + detect + cut + classify + annotate,
+  median of ``--repeats``; ratio to detector alone + the face recipe's cut alone (landmarks and
+  alignment, when the model's recipe has them) + classifier alone on the same input (goal
+  ≤ 1.2×). Detector, recipe and classifier are built as ``fer predict`` builds them: the
+  model's own detector, or params' with ``--detect-with params``;
 - cold start: a fresh ``fer predict IMG --model DIR`` process, start to exit (median of 3),
   and the import cost of ``fer.stages.predict`` alone; heavy modules found in that process;
 - a folder of ``--n`` sandbox images (640×480, one face each), ``fer.stages.predict.run``
@@ -18,7 +20,8 @@ default model) saved as model.pt: timings do not depend on the weights. Usage::
 
     python benchmarks/bench_predict.py                      # n=1000, frames=150
     python benchmarks/bench_predict.py --n 100 --frames 30  # quick
-    python benchmarks/bench_predict.py --model pretrained:minixception
+    python benchmarks/bench_predict.py --model pretrained:minixception --detect-with params
+    python benchmarks/bench_predict.py --model pretrained:faceexpr  # landmarks + alignment
 
 The peer comparison (PyPI ``fer``, a bare loop) is benchmarks/bench_peer.py.
 """
@@ -121,41 +124,44 @@ def _median_ms(fn: Any, repeats: int) -> float:
     return statistics.median(times) * 1000
 
 
-def bench_single(model_dir: Path, tmp: Path, repeats: int) -> dict[str, float]:
-    from fer.data.images import load_rgb
-    from fer.faces.detectors import create_detector
-    from fer.prediction.inference import FaceClassifier
-    from fer.prediction.predict import annotate, face_record
+def _objects(model_dir: Path, detect_with: str) -> tuple[Any, Any, Any, Any]:
+    """``(cfg, detector, classifier, cutter)`` as `fer predict --model DIR --detect-with D`
+    builds them: the model's face recipe (landmarks and alignment included when it has them)."""
+    from fer.stages.predict import _detector, load_classifier
 
     cfg = _cfg()
+    classifier, cutter = load_classifier(model_dir, cfg)
+    return cfg, _detector(classifier, cfg, detect_with), classifier, cutter
+
+
+def bench_single(model_dir: Path, tmp: Path, repeats: int, detect_with: str) -> dict[str, float]:
+    from fer.data.images import load_rgb
+    from fer.prediction.predict import annotate, face_record
+
+    _, detector, clf, cutter = _objects(model_dir, detect_with)
     path = tmp / "one_face.jpg"
     _write_jpeg(path, _photo_640x480())
-    detector = create_detector(cfg.detect)
-    clf = FaceClassifier.for_inference(model_dir)  # as `fer predict` loads it
-    crop_cfg = clf.crop_config(default=cfg.detect.crop)
-    from fer.faces.crops import crop_face
-
     rgb = load_rgb(path)
     faces = detector.detect(rgb)
     assert len(faces) == 1, f"expected one face, found {len(faces)}"
-    crop = crop_face(rgb, faces[0], crop_cfg)[None]
+    crop = np.stack(cutter.cut(rgb, faces))
 
     def e2e() -> None:
         image = load_rgb(path)
         found = detector.detect(image)
-        crops = np.stack([crop_face(image, f, crop_cfg) for f in found])
-        probs = clf.predict_proba(crops)
+        probs = clf.predict_proba(np.stack(cutter.cut(image, found)))
         recs = [face_record(f, p, clf.classes) for f, p in zip(found, probs, strict=True)]
         annotate(image, recs)
 
     parts = {
         "e2e": e2e,
         "det": lambda: detector.detect(rgb),
+        "cut": lambda: cutter.cut(rgb, faces),  # the recipe: landmarks + aligned crop, if any
         "clf": lambda: clf.predict_proba(crop),
     }
     for fn in parts.values():
         fn()  # warm-up
-    # The three run back to back in every round, so load from other processes hits them alike;
+    # The parts run back to back in every round, so load from other processes hits them alike;
     # the overhead is the median of the per-round ratios.
     times: dict[str, list[float]] = {k: [] for k in parts}
     for _ in range(repeats):
@@ -164,14 +170,17 @@ def bench_single(model_dir: Path, tmp: Path, repeats: int) -> dict[str, float]:
             fn()
             times[key].append((time.perf_counter() - t) * 1000)
     ratios = [
-        e / (d + c) for e, d, c in zip(times["e2e"], times["det"], times["clf"], strict=True)
+        e / (d + c + k)
+        for e, d, c, k in zip(times["e2e"], times["det"], times["cut"], times["clf"], strict=True)
     ]
     return {
         "e2e_ms": statistics.median(times["e2e"]),
         "detector_ms": statistics.median(times["det"]),
+        "cut_ms": statistics.median(times["cut"]),
         "classifier_ms": statistics.median(times["clf"]),
         "overhead": statistics.median(ratios),
         "decode_ms": _median_ms(lambda: load_rgb(path), repeats),
+        "detector": detector.name,
     }
 
 
@@ -240,11 +249,9 @@ def bench_folder(model_dir: Path, tmp: Path, n: int) -> dict[str, Any]:
     return out
 
 
-def bench_video(model_dir: Path, tmp: Path, frames: int) -> dict[str, float]:
+def bench_video(model_dir: Path, tmp: Path, frames: int, detect_with: str) -> dict[str, float]:
     import cv2
 
-    from fer.faces.detectors import create_detector
-    from fer.prediction.inference import FaceClassifier
     from fer.prediction.video import process_video, video_codec
 
     face = cv2.cvtColor(_photo_640x480(), cv2.COLOR_RGB2BGR)
@@ -254,15 +261,12 @@ def bench_video(model_dir: Path, tmp: Path, frames: int) -> dict[str, float]:
         shift = int(60 * np.sin(i / 15))
         writer.write(np.roll(face, shift, axis=1))
     writer.release()
-    cfg = _cfg()
-    detector = create_detector(cfg.detect)
-    clf = FaceClassifier.for_inference(model_dir, batch_size=cfg.predict.batch_size)
-    crop = clf.crop_config(default=cfg.detect.crop)
+    cfg, detector, clf, cutter = _objects(model_dir, detect_with)
     out = {}
     for every in (1, 5):
         t = time.perf_counter()
         rec = process_video(path, tmp / f"v{every}{video_codec()[1]}", detector=detector,
-                            classifier=clf, crop=crop, detect_every=every,
+                            classifier=clf, crop=cutter, detect_every=every,
                             batch_size=cfg.predict.batch_size)  # fmt: skip
         out[f"every{every}_fps"] = rec["video"]["frames"] / (time.perf_counter() - t)
     out["speedup"] = out["every5_fps"] / out["every1_fps"]
@@ -278,6 +282,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000, help="images in the folder benchmark")
     ap.add_argument("--frames", type=int, default=150, help="frames in the video benchmark")
     ap.add_argument("--repeats", type=int, default=30, help="single-image timing repeats")
+    ap.add_argument(
+        "--detect-with", choices=["model", "params"], default="model",
+        help="the model's own detector (as fer predict) or params' (the res10 SSD)",
+    )  # fmt: skip
     args = ap.parse_args()
     import cv2
     import torch
@@ -290,10 +298,11 @@ def main() -> None:
         model_dir = _model_dir(args.model, tmp, args.arch)
         label = str(args.model) if args.model else f"untrained {args.arch}"
         print(f"model: {label}")
-        single = bench_single(model_dir, tmp, args.repeats)
+        single = bench_single(model_dir, tmp, args.repeats, args.detect_with)
         print(
             f"single 640x480 image, warm: e2e {single['e2e_ms']:.1f} ms median "
-            f"(decode {single['decode_ms']:.1f}); detector {single['detector_ms']:.1f} ms + "
+            f"(decode {single['decode_ms']:.1f}); detector ({single['detector']}) "
+            f"{single['detector_ms']:.1f} ms + face recipe {single['cut_ms']:.1f} ms + "
             f"classifier {single['classifier_ms']:.1f} ms -> overhead "
             f"{single['overhead']:.2f}x (goal <= 1.2x); load avg {_load()}"
         )
@@ -312,7 +321,7 @@ def main() -> None:
             f"({folder['batching_speedup']:.2f}x); faces {folder['batch64_faces']}; "
             f"load avg {_load()}"
         )
-        video = bench_video(model_dir, tmp, args.frames)
+        video = bench_video(model_dir, tmp, args.frames, args.detect_with)
         print(
             f"video 640x480, {args.frames} frames: detect every frame {video['every1_fps']:.1f}"
             f" fps, every 5th {video['every5_fps']:.1f} fps ({video['speedup']:.2f}x); "
