@@ -522,14 +522,19 @@ def video_frames(data: bytes, suffix: str, n: int) -> list[tuple[int, np.ndarray
     return frames
 
 
-def videos(mirrors: Path, out: Path, per_video: int) -> list[Record]:
-    """Frames of the single-person clips of :data:`VIDEOS`: type ``video``, one face each."""
+def videos(mirrors: Path, out: Path, per_video: int, keep_clips: bool = False) -> list[Record]:
+    """Frames of the single-person clips of :data:`VIDEOS`: type ``video``, one face each
+    (and, with ``keep_clips``, the clips themselves under ``<out>/clips/``)."""
     recs: list[Record] = []
     for repo, commit, folder in VIDEOS:
         blobs = Blobs(git_dir(mirrors, repo), commit)
         clips = [p for p in blobs.list(folder) if p.lower().endswith(VIDEO_SUFFIXES)]
         for path, data in blobs.read(clips):
             clip = Path(path)
+            if keep_clips:
+                dest = out / "clips" / f"{repo.split('/')[1]}_{clip.name}"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
             for index, rgb in video_frames(data, clip.suffix, per_video):
                 rel = f"video/{repo.split('/')[1]}_{clip.stem}_{index:05d}.png"
                 _save(out, rel, _png(rgb))
@@ -547,15 +552,19 @@ def videos_main(argv: list[str]) -> int:
 
     Evenly spaced frames (``--per-video``) of every clip of :data:`VIDEOS`, written as PNG to
     ``<out>/images/video/`` with a ``truth.json`` that ``bench_real_detect.py --data <out>
-    --types video`` reads (exactly one face per frame; boxes unknown).
+    --types video`` reads (exactly one face per frame; boxes unknown). ``--keep-clips`` also
+    writes the clips, for ``bench_video_faces.py`` (every frame, through ``fer predict``).
     """
     doc = (videos_main.__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="real_faces.py videos", description=doc)
     parser.add_argument("--out", type=Path, required=True, help="DATA_DIR: outside the repo")
     parser.add_argument("--mirrors", type=Path, required=True, help="git mirrors or clones")
     parser.add_argument("--per-video", type=int, default=40, help="frames per clip (0 = all)")
+    parser.add_argument(
+        "--keep-clips", action="store_true", help="also write the clips to <out>/clips/"
+    )
     args = parser.parse_args(argv)
-    recs = videos(args.mirrors, args.out, args.per_video)
+    recs = videos(args.mirrors, args.out, args.per_video, args.keep_clips)
     truth = {
         "sources": {repo: {"commit": commit, "folder": folder} for repo, commit, folder in VIDEOS},
         "counts": {"video": len(recs)},
