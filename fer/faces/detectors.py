@@ -200,7 +200,7 @@ def is_copy(
     Nested: more than ``max_nested`` of its area lies inside the better box (a mouth or an eye
     scored as a face; a real face is not inside another one). Edge copy (``edge_copies``): it
     overlaps the better box and reaches the frame's edge, the res10 SSD's copy of a face
-    shifted by one cell of its grid and clipped (0.44–0.96 on 16 of 1,000 real video frames).
+    shifted by one cell of its grid and clipped (0.44–0.96 on 14 of 1,000 real video frames).
     """
     share = overlap_share(face, better)
     if share > max_nested:
