@@ -63,3 +63,19 @@ def test_summary_counts_exact_frames_extra_and_missed_faces_and_tracks() -> None
     assert res["frames"] == 10
     assert res["exactly_one"] == pytest.approx(8 / 10)
     assert res["one_track_clips"] == 1
+    assert a["counts"] == [1, 1, 1, 2]
+
+
+def test_plot_draws_every_frame_of_every_case(tmp_path: Path) -> None:
+    res = bench_video_faces.summarize([_record("a.mp4", [1, 2, 0], 1), _record("b.mpg", [1], 1)])
+    res.update(fps=1.0, wall_s=1.0, load_end=0.0)
+    bench_video_faces.plot({"off": res, "on": res}, tmp_path / "v.png")
+    assert (tmp_path / "v.png").stat().st_size > 1000
+    assert "2 clips, 4 frames: exactly one face on 0.5000" in bench_video_faces.table(res)
+
+
+def test_a_case_must_name_an_existing_params_file(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="LABEL=PARAMS_FILE"):
+        bench_video_faces._cases([f"off={tmp_path / 'missing.yaml'}"])
+    (tmp_path / "p.yaml").write_text("detect: {}\n")
+    assert bench_video_faces._cases([f"off={tmp_path / 'p.yaml'}"]) == {"off": tmp_path / "p.yaml"}
