@@ -184,11 +184,12 @@ def bench_single(model_dir: Path, tmp: Path, repeats: int, detect_with: str) -> 
     }
 
 
-def bench_cold(model_dir: Path, tmp: Path) -> dict[str, Any]:
+def bench_cold(model_dir: Path, tmp: Path, detect_with: str) -> dict[str, Any]:
     img = tmp / "one_face.jpg"
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(BIN / "fer"), "--params", str(REPO / "params.yaml"), "predict", str(img),
-           "--model", str(model_dir), "--out", str(tmp / "cold")]  # fmt: skip
+           "--model", str(model_dir), "--detect-with", detect_with,
+           "--out", str(tmp / "cold")]  # fmt: skip
     walls = []
     for _ in range(3):
         t = time.perf_counter()
@@ -231,7 +232,7 @@ def _sandbox(folder: Path, n: int) -> None:
         cv2.imwrite(str(folder / f"{i:05d}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def bench_folder(model_dir: Path, tmp: Path, n: int) -> dict[str, Any]:
+def bench_folder(model_dir: Path, tmp: Path, n: int, detect_with: str) -> dict[str, Any]:
     from fer.stages.predict import run
 
     folder = tmp / "folder"
@@ -241,7 +242,7 @@ def bench_folder(model_dir: Path, tmp: Path, n: int) -> dict[str, Any]:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             t = time.perf_counter()
             res = run(_cfg(batch_size=bs), paths=[folder], model=str(model_dir),
-                      out=tmp / f"out{bs}", json=False)  # fmt: skip
+                      out=tmp / f"out{bs}", json=False, detect_with=detect_with)  # fmt: skip
             wall = time.perf_counter() - t
         out[f"batch{bs}_img_s"] = n / wall
         out[f"batch{bs}_faces"] = res["faces"]
@@ -306,7 +307,7 @@ def main() -> None:
             f"classifier {single['classifier_ms']:.1f} ms -> overhead "
             f"{single['overhead']:.2f}x (goal <= 1.2x); load avg {_load()}"
         )
-        cold = bench_cold(model_dir, tmp)
+        cold = bench_cold(model_dir, tmp, args.detect_with)
         print(
             f"cold start (fer predict IMG --model DIR, process start to exit): "
             f"{cold['cold_start_s']:.2f} s; import fer.stages.predict "
@@ -314,7 +315,7 @@ def main() -> None:
             f"{cold['modules_at_import']}; an MLflow URI adds "
             f"import mlflow: {cold['mlflow_import_s']:.2f} s; load avg {_load()}"
         )
-        folder = bench_folder(model_dir, tmp, args.n)
+        folder = bench_folder(model_dir, tmp, args.n, args.detect_with)
         print(
             f"folder of {args.n} images (640x480, 1 face): batch 64 "
             f"{folder['batch64_img_s']:.1f} img/s, batch 1 {folder['batch1_img_s']:.1f} img/s "
