@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from fer.errors import ConfigError
-from fer.faces.scoring import intersection
 
 if TYPE_CHECKING:
     from fer.config import DetectorSettings
@@ -183,7 +182,9 @@ def inside_fraction(x: float, y: float, w: float, h: float, width: float, height
 
 def overlap_share(face: Face, other: Face) -> float:
     """Share of ``face``'s box area that lies inside ``other``'s box (0.0 for an empty box)."""
-    return intersection(face.box, other.box) / face.area if face.area > 0 else 0.0
+    iw = min(face.x + face.w, other.x + other.w) - max(face.x, other.x)
+    ih = min(face.y + face.h, other.y + other.h) - max(face.y, other.y)
+    return max(0, iw) * max(0, ih) / face.area if face.area > 0 else 0.0
 
 
 def touches_edge(face: Face, height: int, width: int) -> bool:

@@ -41,19 +41,13 @@ def image_level_prf(
     return {**_prf(tp, fp, fn), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
-def intersection(a: Box, b: Box) -> float:
-    """Area shared by two ``(x, y, w, h)`` boxes (0.0 when they do not overlap)."""
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes (0.0 when both are empty)."""
     ax, ay, aw, ah = (float(v) for v in a[:4])
     bx, by, bw, bh = (float(v) for v in b[:4])
     iw = min(ax + aw, bx + bw) - max(ax, bx)
     ih = min(ay + ah, by + bh) - max(ay, by)
-    return max(0.0, iw) * max(0.0, ih)
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes (0.0 when both are empty)."""
-    inter = intersection(a, b)
-    aw, ah, bw, bh = (float(v) for v in (a[2], a[3], b[2], b[3]))
+    inter = max(0.0, iw) * max(0.0, ih)
     union = max(0.0, aw) * max(0.0, ah) + max(0.0, bw) * max(0.0, bh) - inter
     return inter / union if union > 0 else 0.0
 
