@@ -172,19 +172,24 @@ def _cfg() -> Any:
     return cfg()
 
 
+def _model_dir(model: str) -> Path:
+    """The folder of ``--model`` (a dir, an MLflow URI or ``pretrained:NAME``)."""
+    from fer.prediction.model_resolution import resolve_model
+
+    return resolve_model(_cfg(), model).path
+
+
 class Ours:
     """`fer predict`'s objects for ``--model M --detect-with D``, built as it builds them."""
 
     def __init__(self, model: str, detect_with: str) -> None:
-        from fer.prediction.model_resolution import resolve_model
-        from fer.stages.predict import _detector, load_classifier
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from bench_predict import _objects
 
-        self.cfg = _cfg()
-        self.model_dir = resolve_model(self.cfg, model).path
-        self.classifier, self.crop = load_classifier(self.model_dir, self.cfg)
+        self.model_dir = _model_dir(model)
         # "params": the res10 SSD that the bare loop and the "given our boxes" peer run share;
         # "model": the model's own (PyPI fer's Haar cascade for mini-Xception)
-        self.detector = _detector(self.classifier, self.cfg, detect_with)
+        self.cfg, self.detector, self.classifier, self.crop = _objects(self.model_dir, detect_with)
 
     def predict_path(self, path: Path) -> dict[str, Any]:
         """`fer predict`: decode, detect, crop, classify, record (no annotated JPEG)."""
@@ -362,8 +367,7 @@ def main() -> None:
             f"peer: PyPI fer {info['version']} (OpenCV {info['opencv']}): FER(mtcnn=False) "
             f"detects with {info['detector']}, classifies with {info['classifier']}"
         )
-    bare_model = ours.model_dir if args.model == MODEL else Ours(MODEL, "params").model_dir
-    bare = Bare(bare_model, args.bare_threads)
+    bare = Bare(ours.model_dir if args.model == MODEL else _model_dir(MODEL), args.bare_threads)
     with tempfile.TemporaryDirectory(prefix="bench_peer.") as tmp_name:
         tmp = Path(tmp_name)
         images = _images(tmp)
