@@ -58,7 +58,8 @@ def run(
 
     Raises:
         InputError: ``out`` already holds a model, both or neither of weights/fit problems,
-            a ``shift`` outside [0, 0.25], or a fit folder with no usable labelled image.
+            a ``shift`` outside [0, ``MAX_TTA_SHIFT``], or a fit folder with no usable labelled
+            image.
         ModelError: a member does not resolve or load, or the members do not fit together.
     """
     import torch
