@@ -250,10 +250,13 @@ def bench_folder(model_dir: Path, tmp: Path, n: int, detect_with: str) -> dict[s
     return out
 
 
-def bench_video(model_dir: Path, tmp: Path, frames: int, detect_with: str) -> dict[str, float]:
+def bench_video(model_dir: Path, tmp: Path, frames: int, detect_with: str) -> dict[str, Any]:
+    """Frames/s detecting every frame (ahead in workers as `fer predict` does, and in the main
+    thread) and every 5th frame; whether both ways give the same records."""
     import cv2
 
     from fer.prediction.video import process_video, video_codec
+    from fer.stages.predict import video_detectors
 
     face = cv2.cvtColor(_photo_640x480(), cv2.COLOR_RGB2BGR)
     path = tmp / "clip.mp4"
@@ -263,14 +266,20 @@ def bench_video(model_dir: Path, tmp: Path, frames: int, detect_with: str) -> di
         writer.write(np.roll(face, shift, axis=1))
     writer.release()
     cfg, detector, clf, cutter = _objects(model_dir, detect_with)
-    out = {}
-    for every in (1, 5):
+    ahead = video_detectors(clf, cfg, detect_with)
+    out: dict[str, Any] = {"workers": len(ahead)}
+    records = {}
+    for key, every, workers in (("every1", 1, ahead), ("every1_inline", 1, ()),
+                                ("every5", 5, ahead)):  # fmt: skip
         t = time.perf_counter()
-        rec = process_video(path, tmp / f"v{every}{video_codec()[1]}", detector=detector,
+        rec = process_video(path, tmp / f"{key}{video_codec()[1]}", detector=detector,
                             classifier=clf, crop=cutter, detect_every=every,
-                            batch_size=cfg.predict.batch_size)  # fmt: skip
-        out[f"every{every}_fps"] = rec["video"]["frames"] / (time.perf_counter() - t)
+                            batch_size=cfg.predict.batch_size, ahead=workers)  # fmt: skip
+        out[f"{key}_fps"] = rec["video"]["frames"] / (time.perf_counter() - t)
+        records[key] = rec["frames"]
     out["speedup"] = out["every5_fps"] / out["every1_fps"]
+    out["ahead_gain"] = out["every1_fps"] / out["every1_inline_fps"]
+    out["same_records"] = records["every1"] == records["every1_inline"]
     return out
 
 
@@ -287,7 +296,12 @@ def main() -> None:
         "--detect-with", choices=["model", "params"], default="model",
         help="the model's own detector (as fer predict) or params' (the res10 SSD)",
     )  # fmt: skip
+    ap.add_argument(
+        "--parts", default="single,cold,folder,video",
+        help="comma-separated parts to run (default: all four)",
+    )  # fmt: skip
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     import cv2
     import torch
 
@@ -299,35 +313,42 @@ def main() -> None:
         model_dir = _model_dir(args.model, tmp, args.arch)
         label = str(args.model) if args.model else f"untrained {args.arch}"
         print(f"model: {label}")
-        single = bench_single(model_dir, tmp, args.repeats, args.detect_with)
-        print(
-            f"single 640x480 image, warm: e2e {single['e2e_ms']:.1f} ms median "
-            f"(decode {single['decode_ms']:.1f}); detector ({single['detector']}) "
-            f"{single['detector_ms']:.1f} ms + face recipe {single['cut_ms']:.1f} ms + "
-            f"classifier {single['classifier_ms']:.1f} ms -> overhead "
-            f"{single['overhead']:.2f}x (goal <= 1.2x); load avg {_load()}"
-        )
-        cold = bench_cold(model_dir, tmp, args.detect_with)
-        print(
-            f"cold start (fer predict IMG --model DIR, process start to exit): "
-            f"{cold['cold_start_s']:.2f} s; import fer.stages.predict "
-            f"{cold['import_predict_s']:.3f} s, heavy modules then loaded: "
-            f"{cold['modules_at_import']}; an MLflow URI adds "
-            f"import mlflow: {cold['mlflow_import_s']:.2f} s; load avg {_load()}"
-        )
-        folder = bench_folder(model_dir, tmp, args.n, args.detect_with)
-        print(
-            f"folder of {args.n} images (640x480, 1 face): batch 64 "
-            f"{folder['batch64_img_s']:.1f} img/s, batch 1 {folder['batch1_img_s']:.1f} img/s "
-            f"({folder['batching_speedup']:.2f}x); faces {folder['batch64_faces']}; "
-            f"load avg {_load()}"
-        )
-        video = bench_video(model_dir, tmp, args.frames, args.detect_with)
-        print(
-            f"video 640x480, {args.frames} frames: detect every frame {video['every1_fps']:.1f}"
-            f" fps, every 5th {video['every5_fps']:.1f} fps ({video['speedup']:.2f}x); "
-            f"load avg {_load()}"
-        )
+        if "single" in parts:
+            single = bench_single(model_dir, tmp, args.repeats, args.detect_with)
+            print(
+                f"single 640x480 image, warm: e2e {single['e2e_ms']:.1f} ms median "
+                f"(decode {single['decode_ms']:.1f}); detector ({single['detector']}) "
+                f"{single['detector_ms']:.1f} ms + face recipe {single['cut_ms']:.1f} ms + "
+                f"classifier {single['classifier_ms']:.1f} ms -> overhead "
+                f"{single['overhead']:.2f}x (goal <= 1.2x); load avg {_load()}"
+            )
+        if "cold" in parts:
+            cold = bench_cold(model_dir, tmp, args.detect_with)
+            print(
+                f"cold start (fer predict IMG --model DIR, process start to exit): "
+                f"{cold['cold_start_s']:.2f} s; import fer.stages.predict "
+                f"{cold['import_predict_s']:.3f} s, heavy modules then loaded: "
+                f"{cold['modules_at_import']}; an MLflow URI adds "
+                f"import mlflow: {cold['mlflow_import_s']:.2f} s; load avg {_load()}"
+            )
+        if "folder" in parts:
+            folder = bench_folder(model_dir, tmp, args.n, args.detect_with)
+            print(
+                f"folder of {args.n} images (640x480, 1 face): batch 64 "
+                f"{folder['batch64_img_s']:.1f} img/s, batch 1 {folder['batch1_img_s']:.1f} "
+                f"img/s ({folder['batching_speedup']:.2f}x); faces {folder['batch64_faces']}; "
+                f"load avg {_load()}"
+            )
+        if "video" in parts:
+            video = bench_video(model_dir, tmp, args.frames, args.detect_with)
+            print(
+                f"video 640x480, {args.frames} frames: detect every frame "
+                f"{video['every1_fps']:.1f} fps with {video['workers']} detect-ahead workers, "
+                f"{video['every1_inline_fps']:.1f} fps in the main thread "
+                f"({video['ahead_gain']:.2f}x; same records: {video['same_records']}); "
+                f"every 5th {video['every5_fps']:.1f} fps ({video['speedup']:.2f}x); "
+                f"load avg {_load()}"
+            )
 
 
 if __name__ == "__main__":

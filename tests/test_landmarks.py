@@ -170,3 +170,20 @@ def test_alignment_geometry_on_known_points() -> None:
     assert reference_points(pts).shape == (3, 2)
     with pytest.raises(ValueError, match="68 landmarks"):
         roll_degrees(np.zeros((5, 2)))
+
+
+def test_landmarks_of_many_images_in_one_batch_match_one_by_one(
+    landmarker, reference: list[dict], cases: list
+) -> None:
+    """Video chunks: every face of every frame through the net at once, same points."""
+    items = [(image, [f["box"] for f in ref["given"]]) for (_, image, _), ref in
+             zip(cases, reference, strict=True)]  # fmt: skip
+    items.insert(1, (items[0][0], []))  # a frame without faces keeps its place
+    batched = landmarker.landmarks_many(items)
+    assert len(batched) == len(items) and batched[1].shape == (0, 68, 2)
+    for (image, boxes), points in zip(items, batched, strict=True):
+        alone = landmarker.landmarks(image, boxes)
+        assert points.shape == alone.shape == (len(boxes), 68, 2)
+        assert np.abs(points - alone).max(initial=0.0) < PIXEL_TOLERANCE
+    with pytest.raises(ValueError, match="outside"):
+        landmarker.landmarks_many([items[0], (items[0][0], [(600, 600, 50, 50)])])

@@ -182,3 +182,78 @@ def test_camera_and_show_fail_in_one_line(model_dir: Path, tmp_path: Path, capsy
     assert main([*base, "--camera", "97", "--show"]) == 2  # headless here: refused up front
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--show needs" in err[0]
+
+
+@pytest.mark.parametrize("detect_every", [1, 3])
+def test_detecting_ahead_in_workers_gives_the_same_records(
+    model_dir: Path, clip: Path, tmp_path: Path, detect_every: int
+) -> None:
+    """Frames detected ahead in threads (each with its own SSD) = detected in the main thread:
+    same boxes, tracks and probabilities, frames in order; the thread settings come back."""
+    import torch
+
+    from fer.faces.detectors import create_detector
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.video import process_video
+
+    cfg = _cfg(detect_every)
+    clf = FaceClassifier.load(model_dir, batch_size=4)
+    before = (cv2.getNumThreads(), torch.get_num_threads())
+
+    def run(ahead: list, name: str) -> dict:
+        return process_video(
+            clip, tmp_path / name, detector=create_detector(cfg.detect), classifier=clf,
+            crop=clf.crop_config(), detect_every=detect_every, batch_size=4, ahead=ahead,
+        )  # fmt: skip
+
+    inline = run([], "inline.mp4")
+    ahead = run([create_detector(cfg.detect) for _ in range(3)], "ahead.mp4")
+    assert (cv2.getNumThreads(), torch.get_num_threads()) == before
+    assert [f["frame"] for f in ahead["frames"]] == list(range(N_FRAMES))
+    assert ahead["frames"] == inline["frames"] and ahead["tracks"] == inline["tracks"]
+    xs = [f["faces"][0]["box"][0] for f in ahead["frames"] if f["detected"]]
+    assert xs == sorted(xs) and xs[-1] > xs[0]  # the sliding face, frame after frame
+
+
+def test_a_sink_stops_the_video_while_workers_detect_ahead(
+    model_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    from fer.faces.detectors import create_detector
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.video import process_video, video_codec
+
+    seen: list[np.ndarray] = []
+
+    def stop_after_two(frame_bgr: np.ndarray) -> None:
+        seen.append(frame_bgr)
+        if len(seen) == 2:
+            raise StopIteration
+
+    cfg = _cfg(1)
+    clf = FaceClassifier.load(model_dir, batch_size=1)
+    out = tmp_path / f"early{video_codec()[1]}"
+    rec = process_video(
+        clip, out, detector=create_detector(cfg.detect), classifier=clf,
+        crop=clf.crop_config(), batch_size=1, extra_sinks=[stop_after_two],
+        ahead=[create_detector(cfg.detect) for _ in range(2)], max_frames=8,
+    )  # fmt: skip
+    assert len(seen) == 2 and rec["video"]["frames"] == 2 and len(_read_back(out)) == 2
+
+
+def test_video_detect_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from fer.errors import ConfigError
+    from fer.prediction.video import MAX_AUTO_WORKERS, detect_workers
+
+    assert detect_workers(0) == 0 and detect_workers(3) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert detect_workers("auto") == 0  # one core: nothing to overlap
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(2)), raising=False)
+    assert detect_workers("auto") == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)), raising=False)
+    assert detect_workers("auto") == MAX_AUTO_WORKERS
+    for bad in (-1, "many"):
+        with pytest.raises(ConfigError, match="video_detect_workers"):
+            config_from_dict({**_cfg().model_dump(mode="json", by_alias=True),
+                              "predict": {"video_detect_workers": bad}})  # fmt: skip

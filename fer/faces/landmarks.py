@@ -37,6 +37,12 @@ class Landmarker(Protocol):
         """``(N, 68, 2)`` float64 points ``(x, y)`` in image pixels, one set per box."""
         ...
 
+    def landmarks_many(
+        self, images: Sequence[tuple[np.ndarray, Sequence[Box]]]
+    ) -> list[np.ndarray]:
+        """:meth:`landmarks` of several ``(image_rgb, boxes)`` at once, one array per image."""
+        ...
+
 
 def face_window(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
     """face-api's ``clipAtImageBorders``: the box clipped to the image, then floored.

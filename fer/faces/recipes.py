@@ -244,10 +244,25 @@ class FaceCutter:
 
     def cut(self, image_rgb: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray]:
         """One crop per face, in order."""
-        points = self.landmarks(image_rgb, faces)
+        return self.cut_many([(image_rgb, faces)])[0]
+
+    def cut_many(
+        self, images: Sequence[tuple[np.ndarray, Sequence[Face]]]
+    ) -> list[list[np.ndarray]]:
+        """:meth:`cut` of several ``(image_rgb, faces)``, the landmarks of all their faces
+        found in one batch (video: a chunk of frames)."""
+        points: list[np.ndarray | None] = [None] * len(images)
+        if self.recipe.needs_landmarks:
+            assert self.landmarker is not None
+            points = self.landmarker.landmarks_many(
+                [(to_rgb3(rgb), [f.box for f in faces]) for rgb, faces in images]
+            )
         return [
-            cut_face(image_rgb, f, self.recipe, None if points is None else points[i])
-            for i, f in enumerate(faces)
+            [
+                cut_face(rgb, f, self.recipe, None if pts is None else pts[i])
+                for i, f in enumerate(faces)
+            ]
+            for (rgb, faces), pts in zip(images, points, strict=True)
         ]
 
     def whole_image(self) -> FaceCutter:
@@ -276,6 +291,7 @@ def whole_image_recipe(recipe: FaceRecipe) -> FaceRecipe:
 
 
 def as_cutter(crop: Any) -> Any:
-    """A cutter (anything with ``cut(image, faces)``: a :class:`FaceCutter`, an ensemble's)
-    as it is; a ``detect.crop`` section becomes its (landmark-free) recipe's cutter."""
-    return crop if hasattr(crop, "cut") else FaceCutter(FaceRecipe.from_crop(crop))
+    """A cutter (anything with ``cut(image, faces)`` and ``cut_many(images)``: a
+    :class:`FaceCutter`, an ensemble's) as it is; a ``detect.crop`` section becomes its
+    (landmark-free) recipe's cutter."""
+    return crop if hasattr(crop, "cut_many") else FaceCutter(FaceRecipe.from_crop(crop))

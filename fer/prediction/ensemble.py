@@ -106,8 +106,17 @@ class EnsembleCutter:
 
     def cut(self, image_rgb: np.ndarray, faces: Sequence[Face]) -> list[MemberCrops]:
         """One :data:`MemberCrops` per face, in order."""
-        per_member = [c.cut(image_rgb, faces) for c in self.cutters]
-        return [tuple(crops) for crops in zip(*per_member, strict=True)]
+        return self.cut_many([(image_rgb, faces)])[0]
+
+    def cut_many(
+        self, images: Sequence[tuple[np.ndarray, Sequence[Face]]]
+    ) -> list[list[MemberCrops]]:
+        """:meth:`cut` of several images, each member's landmarks found in one batch."""
+        per_member = [c.cut_many(images) for c in self.cutters]
+        return [
+            [tuple(crops) for crops in zip(*per_image, strict=True)]
+            for per_image in zip(*per_member, strict=True)
+        ]
 
     def whole_image(self) -> EnsembleCutter:
         """The cutter for images that are already one face crop (``--precropped``)."""

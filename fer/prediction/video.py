@@ -8,6 +8,12 @@ are matched to tracks by IoU, so a face keeps its ``track`` id across the video.
 OpenCV build offers only TrackerMIL without extra model files; at tens of ms per face it costs
 more than re-detecting.) Faces are re-classified on every frame.
 
+Detection depends on nothing but its frame, so with ``detect_workers`` it runs ahead: a few
+frames are read in advance and detected in worker threads, each with its own detector and
+one core (:class:`DetectionAhead`), while the main thread finds landmarks, classifies and
+writes the frames before them. The records are the same as without workers; a camera's
+picture lags by ``detect_workers + 1`` frames.
+
 The video record (one per video in ``--json``) replaces the per-image ``faces`` with
 per-frame lists::
 
@@ -19,9 +25,14 @@ per-frame lists::
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
+import queue
 import tempfile
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,14 +232,21 @@ class VideoRun:
         self.chunk: list[tuple[int, np.ndarray, list[tuple[Track, Face]], bool]] = []
         self.pending_crops = 0
 
-    def feed(self, idx: int, rgb: np.ndarray) -> None:
-        """Track (and every ``detect_every`` frames detect) the faces of frame ``idx``."""
+    def detects(self, idx: int) -> bool:
+        """Whether frame ``idx`` is one the detector sees."""
+        return idx % self.detect_every == 0
+
+    def feed(self, idx: int, rgb: np.ndarray, found: list[Face] | None = None) -> None:
+        """Track (and every ``detect_every`` frames detect) the faces of frame ``idx``.
+
+        ``found``: the frame's detections when they were made ahead (:class:`DetectionAhead`).
+        """
         self.size = self.size or rgb.shape[:2]
-        detected = idx % self.detect_every == 0
+        detected = self.detects(idx)
         for t in self.tracks:
             t.face = t.predict(idx, rgb.shape[1], rgb.shape[0])
         if detected:
-            found = self.detector.detect(rgb)
+            found = self.detector.detect(rgb) if found is None else found
             self.tracks, self.next_id = match_tracks(self.tracks, found, idx, self.next_id)
         held = [(t, t.face) for t in self.tracks]
         for t, _ in held:
@@ -246,9 +264,9 @@ class VideoRun:
         from fer.faces.recipes import as_cutter
 
         cutter = as_cutter(self.crop)
-        crops = [
-            c for _, rgb, held, _ in self.chunk for c in cutter.cut(rgb, [f for _, f in held])
-        ]
+        frames = [(rgb, [f for _, f in held]) for _, rgb, held, _ in self.chunk]
+        per_frame = cutter.cut_many(frames)
+        crops = [c for frame_crops in per_frame for c in frame_crops]
         probs = classify_crops(self.classifier, crops, self.batch_size)
         k = 0
         for idx, rgb, held, detected in self.chunk:
@@ -288,6 +306,71 @@ class VideoRun:
         }
 
 
+MAX_AUTO_WORKERS = 4  # past this the main thread (landmarks, classifier, writer) is the limit
+
+
+def detect_workers(setting: int | str) -> int:
+    """``predict.video_detect_workers`` as a number: ``auto`` is one per core the process may
+    use, at most :data:`MAX_AUTO_WORKERS`, and none on one core (nothing to overlap)."""
+    if setting != "auto":
+        return int(setting)
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return min(cores, MAX_AUTO_WORKERS) if cores > 1 else 0
+
+
+class DetectionAhead:
+    """Detects frames in worker threads, ahead of the thread that classifies them.
+
+    Each worker borrows one of ``detectors`` for a call (an OpenCV net is not safe to share
+    between threads), so there are as many workers as detectors. Futures come back in the
+    order frames were submitted.
+    """
+
+    def __init__(self, detectors: Sequence[Detector]) -> None:
+        if not detectors:
+            raise ValueError("DetectionAhead needs at least one detector")
+        self.free: queue.SimpleQueue[Detector] = queue.SimpleQueue()
+        for detector in detectors:
+            self.free.put(detector)
+        self.workers = len(detectors)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-detect")
+
+    def submit(self, rgb: np.ndarray) -> Future[list[Face]]:
+        """Detect ``rgb`` in a worker."""
+        return self.pool.submit(self._detect, rgb)
+
+    def _detect(self, rgb: np.ndarray) -> list[Face]:
+        detector = self.free.get()
+        try:
+            return detector.detect(rgb)
+        finally:
+            self.free.put(detector)
+
+    def close(self) -> None:
+        """Drop frames not yet started and wait for the running ones (idempotent)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def one_core_per_thread() -> Iterator[None]:
+    """OpenCV's and torch's kernels on one thread each while several threads run them at
+    once (more would only fight over the cores); the previous settings come back after."""
+    import cv2
+    import torch
+
+    cv_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv_threads)
+        torch.set_num_threads(torch_threads)
+
+
 def open_capture(source: Path | int) -> Any:
     """``cv2.VideoCapture`` on a file or a camera index, with the fps it reports.
 
@@ -320,13 +403,16 @@ def process_video(
     batch_size: int = 64,
     max_frames: int | None = None,
     extra_sinks: list[FrameSink] | None = None,
+    ahead: Sequence[Detector] = (),
 ) -> dict:
     """Predict on every frame of a video file or camera; write the annotated video to ``out_path``.
 
     ``out_path`` is written atomically (its suffix should come from :func:`video_codec`);
     None skips writing. ``extra_sinks`` also see every annotated frame (a live window); one
     that raises :class:`StopIteration` ends the video early (a window closed with ``q``).
-    Returns the video record described in the module doc.
+    ``ahead``: detectors set up like ``detector`` that detect frames ahead in worker threads
+    (one each, on one core each: :class:`DetectionAhead`); empty: ``detector`` detects in
+    this thread. Returns the video record described in the module doc.
 
     Raises:
         InputError: the video cannot be opened or holds no decodable frame.
@@ -349,7 +435,7 @@ def process_video(
                 detect_every=detect_every, batch_size=batch_size,
                 sinks=[s for s in (writer, *(extra_sinks or [])) if s is not None],
             )  # fmt: skip
-            _play(cap, run, max_frames)
+            _play(cap, run, max_frames, ahead)
             if not run.frames:
                 raise InputError(f"{path}: no frame could be decoded")
             if writer is not None:
@@ -361,20 +447,46 @@ def process_video(
     return run.record(str(path), out_path)
 
 
-def _play(cap: Any, run: VideoRun, max_frames: int | None) -> None:
-    """Feed every frame (up to ``max_frames``); a sink raising StopIteration ends it early."""
+def _play(cap: Any, run: VideoRun, max_frames: int | None, ahead: Sequence[Detector] = ()) -> None:
+    """Feed every frame (up to ``max_frames``); a sink raising StopIteration ends it early.
+
+    With ``ahead`` detectors, frames are read ``len(ahead) + 1`` ahead of the one fed and the
+    frames to detect are detected in workers meanwhile.
+    """
     import cv2
 
+    frames = itertools.islice(
+        (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) for bgr in _frames(cap)), max_frames
+    )
+    if not ahead:
+        with contextlib.suppress(StopIteration):
+            for idx, rgb in enumerate(frames):
+                run.feed(idx, rgb)
+            _flush_rest(run)
+        return
+    pool = DetectionAhead(ahead)
+    pending: deque[tuple[int, np.ndarray, Future[list[Face]] | None]] = deque()
     try:
-        for idx, bgr in enumerate(_frames(cap)):
-            if max_frames is not None and idx >= max_frames:
-                break
-            run.feed(idx, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    except StopIteration:
-        pass
-    else:
-        if run.chunk:
-            run.flush()
+        with one_core_per_thread(), contextlib.suppress(StopIteration):
+            for idx, rgb in enumerate(frames):
+                pending.append((idx, rgb, pool.submit(rgb) if run.detects(idx) else None))
+                if len(pending) > pool.workers:
+                    _feed_next(run, pending)
+            while pending:
+                _feed_next(run, pending)
+            _flush_rest(run)
+    finally:
+        pool.close()
+
+
+def _feed_next(run: VideoRun, pending: deque) -> None:
+    idx, rgb, found = pending.popleft()
+    run.feed(idx, rgb, found.result() if found is not None else None)
+
+
+def _flush_rest(run: VideoRun) -> None:
+    if run.chunk:
+        run.flush()
 
 
 def _track_summary(t: Track, classes: tuple[str, ...]) -> dict:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json as jsonlib
 import sys
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +91,8 @@ def run(
         f"model: {resolved.source} ({resolved.path}, {classifier.arch}); detector: {source}",
         file=sys.stderr,
     )
-    video = VideoJob(out_dir, cfg, detector, classifier, crop, window)
+    ahead = (lambda: ()) if precropped else partial(video_detectors, classifier, cfg, detect_with)
+    video = VideoJob(out_dir, cfg, detector, classifier, crop, window, ahead)
     records = _predict_images(items, out_dir, cfg, detector, classifier, crop)
     for i, item in enumerate(items):
         if item.kind == "missing":
@@ -173,6 +176,15 @@ def _detector(classifier: FaceClassifier, cfg: Config, detect_with: str) -> Any:
     return create_detector(classifier.detector_settings(default=params))
 
 
+def video_detectors(classifier: FaceClassifier, cfg: Config, detect_with: str) -> list[Any]:
+    """The detectors that detect video frames ahead (``predict.video_detect_workers``), each
+    set up as :func:`_detector` sets up the one for images."""
+    from fer.prediction.video import detect_workers
+
+    count = detect_workers(cfg.predict.video_detect_workers)
+    return [_detector(classifier, cfg, detect_with) for _ in range(count)]
+
+
 def load_classifier(
     model_dir: Path, cfg: Config
 ) -> tuple[FaceClassifier | FaceEnsemble, FaceCutter | EnsembleCutter]:
@@ -189,11 +201,27 @@ class VideoJob:
     """Videos and cameras of one `fer predict` run: same detector, classifier and window."""
 
     def __init__(
-        self, out_dir: Path, cfg: Config, detector: Any, classifier: Any, crop: Any, window: Any
+        self,
+        out_dir: Path,
+        cfg: Config,
+        detector: Any,
+        classifier: Any,
+        crop: Any,
+        window: Any,
+        make_ahead: Callable[[], Sequence[Any]] = tuple,
     ) -> None:
         self.out_dir, self.cfg, self.window = out_dir, cfg, window
         self.detector, self.classifier, self.crop = detector, classifier, crop
+        self.make_ahead = make_ahead
+        self._ahead: Sequence[Any] | None = None
         self._suffix: str | None = None
+
+    @property
+    def ahead(self) -> Sequence[Any]:
+        """The detectors for frames ahead, built for the first video only."""
+        if self._ahead is None:
+            self._ahead = self.make_ahead()
+        return self._ahead
 
     @property
     def suffix(self) -> str:
@@ -214,6 +242,7 @@ class VideoJob:
                 crop=self.crop, detect_every=self.cfg.predict.detect_every,
                 batch_size=self.cfg.predict.batch_size,
                 extra_sinks=[self.window] if self.window is not None else None,
+                ahead=self.ahead,
             )  # fmt: skip
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)

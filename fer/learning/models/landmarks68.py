@@ -75,13 +75,24 @@ class FaceLandmarker:
         Raises:
             ValueError: a box lies outside the image.
         """
-        if not len(boxes):
-            return np.zeros((0, N_POINTS, 2))
-        prepared = [landmark_input(image_rgb, box) for box in boxes]
-        out = self.outputs(np.stack([inp for inp, _ in prepared]))
-        return np.stack(
-            [
-                landmarks_from_output(o, window, box)
-                for o, (_, window), box in zip(out, prepared, boxes, strict=True)
-            ]
-        )
+        return self.landmarks_many([(image_rgb, boxes)])[0]
+
+    def landmarks_many(
+        self, images: Sequence[tuple[np.ndarray, Sequence[Box]]]
+    ) -> list[np.ndarray]:
+        """:meth:`landmarks` of several ``(image_rgb, boxes)``: every face of every image goes
+        through the net as one batch (a chunk of video frames: one call instead of one a frame).
+
+        Raises:
+            ValueError: a box lies outside its image.
+        """
+        prepared = [
+            (i, box, *landmark_input(image_rgb, box))
+            for i, (image_rgb, boxes) in enumerate(images)
+            for box in boxes
+        ]
+        out = self.outputs(np.stack([inp for _, _, inp, _ in prepared])) if prepared else []
+        points: list[list[np.ndarray]] = [[] for _ in images]
+        for o, (i, box, _, window) in zip(out, prepared, strict=True):
+            points[i].append(landmarks_from_output(o, window, box))
+        return [np.stack(p) if p else np.zeros((0, N_POINTS, 2)) for p in points]
