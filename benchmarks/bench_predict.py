@@ -233,21 +233,37 @@ def _sandbox(folder: Path, n: int) -> None:
 
 
 def bench_folder(model_dir: Path, tmp: Path, n: int, detect_with: str) -> dict[str, Any]:
+    """Images/s on a folder: batch 64 with the detect-ahead workers (as `fer predict`), batch
+    64 detecting in the main thread, batch 1; whether the first two give the same faces."""
     from fer.stages.predict import run
 
     folder = tmp / "folder"
     _sandbox(folder, n)
     out: dict[str, Any] = {}
-    for bs in (64, 1):
+    faces = {}
+    for key, bs, workers in (("batch64", 64, "auto"), ("batch64_inline", 64, 0),
+                             ("batch1", 1, "auto")):  # fmt: skip
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             t = time.perf_counter()
-            res = run(_cfg(batch_size=bs), paths=[folder], model=str(model_dir),
-                      out=tmp / f"out{bs}", json=False, detect_with=detect_with)  # fmt: skip
+            res = run(_cfg(batch_size=bs, detect_workers=workers), paths=[folder],
+                      model=str(model_dir), out=tmp / f"out_{key}", json=False,
+                      detect_with=detect_with)  # fmt: skip
             wall = time.perf_counter() - t
-        out[f"batch{bs}_img_s"] = n / wall
-        out[f"batch{bs}_faces"] = res["faces"]
+        out[f"{key}_img_s"] = n / wall
+        out[f"{key}_faces"] = res["faces"]
+        faces[key] = [(r["path"], r["faces"]) for r in res["records"]]
     out["batching_speedup"] = out["batch64_img_s"] / out["batch1_img_s"]
+    out["ahead_gain"] = out["batch64_img_s"] / out["batch64_inline_img_s"]
+    out["same_records"] = faces["batch64"] == faces["batch64_inline"]
     return out
+
+
+def _ahead(cfg: Any, detector: Any, clf: Any, detect_with: str) -> list[Any]:
+    """The detect-ahead workers' detectors, as `fer predict` builds them."""
+    from fer.stages.predict import AheadDetectors, _detector
+
+    make = lambda: _detector(clf, cfg, detect_with)  # noqa: E731
+    return AheadDetectors(detector, make, cfg.predict.detect_workers)()
 
 
 def bench_video(model_dir: Path, tmp: Path, frames: int, detect_with: str) -> dict[str, Any]:
@@ -256,7 +272,6 @@ def bench_video(model_dir: Path, tmp: Path, frames: int, detect_with: str) -> di
     import cv2
 
     from fer.prediction.video import process_video, video_codec
-    from fer.stages.predict import video_detectors
 
     face = cv2.cvtColor(_photo_640x480(), cv2.COLOR_RGB2BGR)
     path = tmp / "clip.mp4"
@@ -266,7 +281,7 @@ def bench_video(model_dir: Path, tmp: Path, frames: int, detect_with: str) -> di
         writer.write(np.roll(face, shift, axis=1))
     writer.release()
     cfg, detector, clf, cutter = _objects(model_dir, detect_with)
-    ahead = video_detectors(clf, cfg, detect_with)
+    ahead = _ahead(cfg, detector, clf, detect_with)
     out: dict[str, Any] = {"workers": len(ahead)}
     records = {}
     for key, every, workers in (("every1", 1, ahead), ("every1_inline", 1, ()),
@@ -335,9 +350,11 @@ def main() -> None:
             folder = bench_folder(model_dir, tmp, args.n, args.detect_with)
             print(
                 f"folder of {args.n} images (640x480, 1 face): batch 64 "
-                f"{folder['batch64_img_s']:.1f} img/s, batch 1 {folder['batch1_img_s']:.1f} "
-                f"img/s ({folder['batching_speedup']:.2f}x); faces {folder['batch64_faces']}; "
-                f"load avg {_load()}"
+                f"{folder['batch64_img_s']:.1f} img/s with detect-ahead workers, "
+                f"{folder['batch64_inline_img_s']:.1f} img/s in the main thread "
+                f"({folder['ahead_gain']:.2f}x; same records: {folder['same_records']}); "
+                f"batch 1 {folder['batch1_img_s']:.1f} img/s ({folder['batching_speedup']:.2f}x); "
+                f"faces {folder['batch64_faces']}; load avg {_load()}"
             )
         if "video" in parts:
             video = bench_video(model_dir, tmp, args.frames, args.detect_with)

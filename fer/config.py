@@ -469,7 +469,7 @@ class PredictConfig(Section):
     out_dir: Path = Path("predictions")
     batch_size: Annotated[int, Field(ge=1)] = 64
     detect_every: Annotated[int, Field(ge=1)] = 1
-    video_detect_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    detect_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
 
 
 class ApiConfig(Section):

@@ -170,6 +170,38 @@ def test_batched_equals_unbatched_and_analyze_image(
             assert a["probs"][c] == pytest.approx(b["probs"][c], abs=1e-5)
 
 
+def test_detecting_ahead_in_workers_gives_the_same_records(
+    model_dir: Path, images: dict[str, Path]
+) -> None:
+    """A folder's images decoded and detected in threads (each with its own SSD), corrupt
+    and non-image files included: the records of doing it all in the main thread, in order."""
+    import torch
+
+    from fer.config import DetectConfig
+    from fer.data.images import load_rgb
+    from fer.faces.detectors import create_detector
+    from fer.prediction.inference import FaceClassifier
+    from fer.prediction.predict import expand_inputs, predict_images
+
+    clf = FaceClassifier.load(model_dir)
+    items = expand_inputs([images["astronaut"].parent])
+    before = (cv2.getNumThreads(), torch.get_num_threads())
+
+    def records(ahead: list, batch_size: int) -> list[dict]:
+        return [r.record for r in predict_images(
+            items, load=load_rgb, detector=create_detector(DetectConfig()), classifier=clf,
+            crop=clf.crop_config(), batch_size=batch_size, ahead=ahead,
+        )]  # fmt: skip
+
+    inline = records([], 3)
+    for workers in (1, 3):
+        ahead = [create_detector(DetectConfig()) for _ in range(workers)]
+        assert records(ahead, 3) == inline
+    assert (cv2.getNumThreads(), torch.get_num_threads()) == before
+    assert [r["path"] for r in inline] == [str(i.path) for i in items]
+    assert any(r["faces"] for r in inline) and any("error" in r for r in inline)
+
+
 def test_expand_inputs_names_and_missing(tmp_path: Path) -> None:
     from fer.prediction.predict import annotated_path, expand_inputs
 

@@ -240,11 +240,11 @@ def test_a_sink_stops_the_video_while_workers_detect_ahead(
     assert len(seen) == 2 and rec["video"]["frames"] == 2 and len(_read_back(out)) == 2
 
 
-def test_video_detect_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_detect_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     from fer.errors import ConfigError
-    from fer.prediction.video import MAX_AUTO_WORKERS, detect_workers
+    from fer.prediction.ahead import MAX_AUTO_WORKERS, detect_workers
 
     assert detect_workers(0) == 0 and detect_workers(3) == 3
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
@@ -254,6 +254,6 @@ def test_video_detect_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)), raising=False)
     assert detect_workers("auto") == MAX_AUTO_WORKERS
     for bad in (-1, "many"):
-        with pytest.raises(ConfigError, match="video_detect_workers"):
+        with pytest.raises(ConfigError, match="detect_workers"):
             config_from_dict({**_cfg().model_dump(mode="json", by_alias=True),
-                              "predict": {"video_detect_workers": bad}})  # fmt: skip
+                              "predict": {"detect_workers": bad}})  # fmt: skip

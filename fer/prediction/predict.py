@@ -132,6 +132,10 @@ class ImageResult:
     record: dict
 
 
+Found = tuple[InputItem, "np.ndarray | None", "list[Face]", "str | None"]
+"""An image's item, pixels (None: not decoded), faces and error (None: fine)."""
+
+
 def predict_images(
     items: Iterable[InputItem],
     *,
@@ -140,49 +144,88 @@ def predict_images(
     classifier: Any,
     crop: FaceCutter | CropConfig,
     batch_size: int,
+    ahead: Sequence[Detector] = (),
 ) -> Iterator[ImageResult]:
     """Decode, detect and crop image after image; classify the crops of up to ``batch_size``
     images (or faces) in one batch; yield results in input order.
 
     ``load`` must raise ``fer.data.images.DecodeError`` for unusable files: that image gets
     an ``error`` record and the others go on. ``batch_size == 1`` classifies image by image.
+    ``ahead``: detectors set up like ``detector`` (it may be one of them) that decode and
+    detect the next images in worker threads, one each
+    (:class:`~fer.prediction.ahead.DetectorPool`); the records are the same.
     """
-    from fer.data.images import DecodeError
     from fer.faces.recipes import as_cutter
 
     cutter = as_cutter(crop)
     classes = tuple(getattr(classifier, "classes", CLASSES))
-    pending: list[tuple[InputItem, np.ndarray | None, list[Face], str | None]] = []
-    crops: list[np.ndarray] = []
+    pending: list[Found] = []
+    n_faces = 0
 
     def flush() -> Iterator[ImageResult]:
-        probs = classify_crops(classifier, crops, batch_size)
+        cut = cutter.cut_many([(image, faces) for _, image, faces, _ in pending if faces])
+        probs = classify_crops(classifier, [c for crops in cut for c in crops], batch_size)
         i = 0
         for item, image, faces, error in pending:
             recs = [face_record(f, probs[i + k], classes) for k, f in enumerate(faces)]
             i += len(faces)
             yield ImageResult(item, image, image_record(item.path, recs, error))
         pending.clear()
-        crops.clear()
 
-    for item in items:
-        try:
-            image = load(item.path)
-        except DecodeError as exc:
-            msg = str(exc).removeprefix(f"{item.path}: ")
-            pending.append((item, None, [], f"{exc.reason}: {msg}"))
-        else:
-            try:
-                faces = detector.detect(image)
-            except Exception as exc:  # one odd image must not end the run
-                pending.append((item, image, [], f"detect_error: {exc}"))
-            else:
-                crops.extend(cutter.cut(image, faces))
-                pending.append((item, image, faces, None))
-        if len(pending) >= batch_size or len(crops) >= batch_size:
+    for found in _found_faces(items, load, detector, ahead):
+        pending.append(found)
+        n_faces += len(found[2])
+        if len(pending) >= batch_size or n_faces >= batch_size:
             yield from flush()
+            n_faces = 0
     if pending:
         yield from flush()
+
+
+def _found_faces(
+    items: Iterable[InputItem],
+    load: Callable[[Path], np.ndarray],
+    detector: Detector,
+    ahead: Sequence[Detector],
+) -> Iterator[Found]:
+    """Each item decoded and detected, in order: here, or in ``ahead``'s workers, which run
+    one image more ahead than there are workers."""
+    if not ahead:
+        for item in items:
+            yield _load_and_detect(detector, item, load)
+        return
+    from collections import deque
+
+    from fer.prediction.ahead import DetectorPool, one_core_per_thread
+
+    pool = DetectorPool(ahead)
+    queued: deque = deque()
+    try:
+        with one_core_per_thread():
+            for item in items:
+                queued.append(pool.submit(_load_and_detect, item, load))
+                if len(queued) > pool.workers:
+                    yield queued.popleft().result()
+            while queued:
+                yield queued.popleft().result()
+    finally:
+        pool.close()
+
+
+def _load_and_detect(
+    detector: Detector, item: InputItem, load: Callable[[Path], np.ndarray]
+) -> Found:
+    from fer.data.images import DecodeError
+
+    try:
+        image = load(item.path)
+    except DecodeError as exc:
+        msg = str(exc).removeprefix(f"{item.path}: ")
+        return item, None, [], f"{exc.reason}: {msg}"
+    try:
+        return item, image, detector.detect(image), None
+    except Exception as exc:  # one odd image must not end the run
+        return item, image, [], f"detect_error: {exc}"
 
 
 def annotate(image_rgb: np.ndarray, faces: Sequence[dict]) -> np.ndarray:

@@ -8,11 +8,10 @@ are matched to tracks by IoU, so a face keeps its ``track`` id across the video.
 OpenCV build offers only TrackerMIL without extra model files; at tens of ms per face it costs
 more than re-detecting.) Faces are re-classified on every frame.
 
-Detection depends on nothing but its frame, so with ``detect_workers`` it runs ahead: a few
-frames are read in advance and detected in worker threads, each with its own detector and
-one core (:class:`DetectionAhead`), while the main thread finds landmarks, classifies and
-writes the frames before them. The records are the same as without workers; a camera's
-picture lags by ``detect_workers + 1`` frames.
+With ``ahead`` detectors (``predict.detect_workers``) a few frames are read in advance and
+detected in worker threads (:mod:`fer.prediction.ahead`) while the main thread finds
+landmarks, classifies and writes the frames before them. The records are the same as without
+workers; a camera's picture lags by one frame more than there are workers.
 
 The video record (one per video in ``--json``) replaces the per-image ``faces`` with
 per-frame lists::
@@ -28,11 +27,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import queue
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +39,7 @@ import numpy as np
 
 from fer import CLASSES
 from fer.errors import InputError
+from fer.prediction.ahead import DetectorPool, one_core_per_thread
 from fer.prediction.predict import annotate, classify_crops, face_record
 
 if TYPE_CHECKING:
@@ -239,7 +238,7 @@ class VideoRun:
     def feed(self, idx: int, rgb: np.ndarray, found: list[Face] | None = None) -> None:
         """Track (and every ``detect_every`` frames detect) the faces of frame ``idx``.
 
-        ``found``: the frame's detections when they were made ahead (:class:`DetectionAhead`).
+        ``found``: the frame's detections when they were made ahead (``ahead`` detectors).
         """
         self.size = self.size or rgb.shape[:2]
         detected = self.detects(idx)
@@ -306,71 +305,6 @@ class VideoRun:
         }
 
 
-MAX_AUTO_WORKERS = 4  # past this the main thread (landmarks, classifier, writer) is the limit
-
-
-def detect_workers(setting: int | str) -> int:
-    """``predict.video_detect_workers`` as a number: ``auto`` is one per core the process may
-    use, at most :data:`MAX_AUTO_WORKERS`, and none on one core (nothing to overlap)."""
-    if setting != "auto":
-        return int(setting)
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    return min(cores, MAX_AUTO_WORKERS) if cores > 1 else 0
-
-
-class DetectionAhead:
-    """Detects frames in worker threads, ahead of the thread that classifies them.
-
-    Each worker borrows one of ``detectors`` for a call (an OpenCV net is not safe to share
-    between threads), so there are as many workers as detectors. Futures come back in the
-    order frames were submitted.
-    """
-
-    def __init__(self, detectors: Sequence[Detector]) -> None:
-        if not detectors:
-            raise ValueError("DetectionAhead needs at least one detector")
-        self.free: queue.SimpleQueue[Detector] = queue.SimpleQueue()
-        for detector in detectors:
-            self.free.put(detector)
-        self.workers = len(detectors)
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-detect")
-
-    def submit(self, rgb: np.ndarray) -> Future[list[Face]]:
-        """Detect ``rgb`` in a worker."""
-        return self.pool.submit(self._detect, rgb)
-
-    def _detect(self, rgb: np.ndarray) -> list[Face]:
-        detector = self.free.get()
-        try:
-            return detector.detect(rgb)
-        finally:
-            self.free.put(detector)
-
-    def close(self) -> None:
-        """Drop frames not yet started and wait for the running ones (idempotent)."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-@contextlib.contextmanager
-def one_core_per_thread() -> Iterator[None]:
-    """OpenCV's and torch's kernels on one thread each while several threads run them at
-    once (more would only fight over the cores); the previous settings come back after."""
-    import cv2
-    import torch
-
-    cv_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(cv_threads)
-        torch.set_num_threads(torch_threads)
-
-
 def open_capture(source: Path | int) -> Any:
     """``cv2.VideoCapture`` on a file or a camera index, with the fps it reports.
 
@@ -410,9 +344,9 @@ def process_video(
     ``out_path`` is written atomically (its suffix should come from :func:`video_codec`);
     None skips writing. ``extra_sinks`` also see every annotated frame (a live window); one
     that raises :class:`StopIteration` ends the video early (a window closed with ``q``).
-    ``ahead``: detectors set up like ``detector`` that detect frames ahead in worker threads
-    (one each, on one core each: :class:`DetectionAhead`); empty: ``detector`` detects in
-    this thread. Returns the video record described in the module doc.
+    ``ahead``: detectors set up like ``detector`` (it may be one of them) that detect frames
+    ahead in worker threads, one each (:class:`~fer.prediction.ahead.DetectorPool`); empty:
+    ``detector`` detects in this thread. Returns the video record described in the module doc.
 
     Raises:
         InputError: the video cannot be opened or holds no decodable frame.
@@ -464,12 +398,13 @@ def _play(cap: Any, run: VideoRun, max_frames: int | None, ahead: Sequence[Detec
                 run.feed(idx, rgb)
             _flush_rest(run)
         return
-    pool = DetectionAhead(ahead)
+    pool = DetectorPool(ahead)
     pending: deque[tuple[int, np.ndarray, Future[list[Face]] | None]] = deque()
     try:
         with one_core_per_thread(), contextlib.suppress(StopIteration):
             for idx, rgb in enumerate(frames):
-                pending.append((idx, rgb, pool.submit(rgb) if run.detects(idx) else None))
+                found = pool.submit(_detect, rgb) if run.detects(idx) else None
+                pending.append((idx, rgb, found))
                 if len(pending) > pool.workers:
                     _feed_next(run, pending)
             while pending:
@@ -477,6 +412,10 @@ def _play(cap: Any, run: VideoRun, max_frames: int | None, ahead: Sequence[Detec
             _flush_rest(run)
     finally:
         pool.close()
+
+
+def _detect(detector: Detector, rgb: np.ndarray) -> list[Face]:
+    return detector.detect(rgb)
 
 
 def _feed_next(run: VideoRun, pending: deque) -> None:

@@ -69,6 +69,8 @@ def run(
             ``show`` without a display.
         ModelError: the model does not resolve (the message lists what was looked for).
     """
+    from fer.faces.recipes import WholeImage
+
     start = time.perf_counter()
     items = expand_inputs(paths)
     if not items and camera is None:
@@ -79,8 +81,6 @@ def run(
     resolved = resolve_model(cfg, model)
     classifier, crop = load_classifier(resolved.path, cfg)
     if precropped:
-        from fer.faces.recipes import WholeImage
-
         detector: Any = WholeImage()
         crop = crop.whole_image()
         source = "none: --precropped, each image is one face"
@@ -91,9 +91,10 @@ def run(
         f"model: {resolved.source} ({resolved.path}, {classifier.arch}); detector: {source}",
         file=sys.stderr,
     )
-    ahead = (lambda: ()) if precropped else partial(video_detectors, classifier, cfg, detect_with)
+    make = WholeImage if precropped else partial(_detector, classifier, cfg, detect_with)
+    ahead = AheadDetectors(detector, make, cfg.predict.detect_workers)
     video = VideoJob(out_dir, cfg, detector, classifier, crop, window, ahead)
-    records = _predict_images(items, out_dir, cfg, detector, classifier, crop)
+    records = _predict_images(items, out_dir, cfg, detector, classifier, crop, ahead)
     for i, item in enumerate(items):
         if item.kind == "missing":
             records[i] = image_record(item.path, [], "missing: no such file")
@@ -111,19 +112,22 @@ def _predict_images(
     detector: Any,
     classifier: FaceClassifier,
     crop: FaceCutter,
+    ahead: Callable[[], Sequence[Any]] = tuple,
 ) -> list[dict[str, Any]]:
-    """Records for every item (images filled in, the rest left ``{}``); annotated JPEGs."""
+    """Records for every item (images filled in, the rest left ``{}``); annotated JPEGs.
+    With more than one image, ``ahead()``'s detectors decode and detect the next ones."""
     from fer.data.images import load_rgb
 
     records: list[dict[str, Any]] = [{} for _ in items]
     index = {id(item): i for i, item in enumerate(items)}
     images = [it for it in items if it.kind == "image"]
+    workers = ahead() if len(images) > 1 else ()
     with bar(
         total=len(images), desc="predict", unit="img", disable=not (images and enabled())
     ) as progress:
         for res in predict_images(
             images, load=load_rgb, detector=detector, classifier=classifier, crop=crop,
-            batch_size=cfg.predict.batch_size,
+            batch_size=cfg.predict.batch_size, ahead=workers,
         ):  # fmt: skip
             if res.image is not None:
                 target = annotated_path(out_dir, res.item, ".jpg")
@@ -176,13 +180,23 @@ def _detector(classifier: FaceClassifier, cfg: Config, detect_with: str) -> Any:
     return create_detector(classifier.detector_settings(default=params))
 
 
-def video_detectors(classifier: FaceClassifier, cfg: Config, detect_with: str) -> list[Any]:
-    """The detectors that detect video frames ahead (``predict.video_detect_workers``), each
-    set up as :func:`_detector` sets up the one for images."""
-    from fer.prediction.video import detect_workers
+class AheadDetectors:
+    """The detectors of the workers that detect ahead (``predict.detect_workers``): the run's
+    own detector and more made like it, built on first use (none for a single image)."""
 
-    count = detect_workers(cfg.predict.video_detect_workers)
-    return [_detector(classifier, cfg, detect_with) for _ in range(count)]
+    def __init__(self, detector: Any, make: Callable[[], Any], setting: int | str) -> None:
+        self.detector, self.make, self.setting = detector, make, setting
+        self._built: list[Any] | None = None
+
+    def __call__(self) -> list[Any]:
+        """``[detector, made, ...]``, one per worker; empty when there are no workers."""
+        if self._built is None:
+            from fer.prediction.ahead import detect_workers
+
+            count = detect_workers(self.setting)
+            more = [self.make() for _ in range(count - 1)]
+            self._built = [self.detector, *more] if count else []
+        return self._built
 
 
 def load_classifier(
@@ -208,20 +222,12 @@ class VideoJob:
         classifier: Any,
         crop: Any,
         window: Any,
-        make_ahead: Callable[[], Sequence[Any]] = tuple,
+        ahead: Callable[[], Sequence[Any]] = tuple,
     ) -> None:
         self.out_dir, self.cfg, self.window = out_dir, cfg, window
         self.detector, self.classifier, self.crop = detector, classifier, crop
-        self.make_ahead = make_ahead
-        self._ahead: Sequence[Any] | None = None
+        self.ahead = ahead
         self._suffix: str | None = None
-
-    @property
-    def ahead(self) -> Sequence[Any]:
-        """The detectors for frames ahead, built for the first video only."""
-        if self._ahead is None:
-            self._ahead = self.make_ahead()
-        return self._ahead
 
     @property
     def suffix(self) -> str:
@@ -242,7 +248,7 @@ class VideoJob:
                 crop=self.crop, detect_every=self.cfg.predict.detect_every,
                 batch_size=self.cfg.predict.batch_size,
                 extra_sinks=[self.window] if self.window is not None else None,
-                ahead=self.ahead,
+                ahead=self.ahead(),
             )  # fmt: skip
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)

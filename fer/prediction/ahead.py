@@ -1,0 +1,82 @@
+"""Detecting ahead: worker threads find the faces of the next images or frames while the main
+thread finds landmarks, classifies and writes the ones before them.
+
+Detection depends on nothing but its image, so it can run before its turn. Each worker borrows
+one detector of a pool for a call (an OpenCV net is not safe to share between threads), and
+while they run, OpenCV's and torch's kernels take one thread each (:func:`one_core_per_thread`):
+several busy threads on a few cores gain nothing from splitting each kernel further.
+``predict.detect_workers`` sets how many (:func:`detect_workers`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from fer.faces.detectors import Detector
+
+T = TypeVar("T")
+MAX_AUTO_WORKERS = 4  # past this the main thread (landmarks, classifier, writer) is the limit
+
+
+def detect_workers(setting: int | str) -> int:
+    """``predict.detect_workers`` as a number: ``auto`` is one per core the process may use,
+    at most :data:`MAX_AUTO_WORKERS`, and none on one core (nothing to overlap)."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return min(cores, MAX_AUTO_WORKERS) if cores > 1 else 0
+
+
+class DetectorPool:
+    """Worker threads, one per detector; each call borrows a detector no other call holds.
+
+    Futures complete in any order; callers keep them in submission order.
+    """
+
+    def __init__(self, detectors: Sequence[Detector]) -> None:
+        if not detectors:
+            raise ValueError("a detector pool needs at least one detector")
+        self.free: queue.SimpleQueue[Detector] = queue.SimpleQueue()
+        for detector in detectors:
+            self.free.put(detector)
+        self.workers = len(detectors)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-detect")
+
+    def submit(self, work: Callable[..., T], *args: Any) -> Future[T]:
+        """Run ``work(detector, *args)`` in a worker with a detector of its own."""
+        return self.pool.submit(self._call, work, *args)
+
+    def _call(self, work: Callable[..., T], *args: Any) -> T:
+        detector = self.free.get()
+        try:
+            return work(detector, *args)
+        finally:
+            self.free.put(detector)
+
+    def close(self) -> None:
+        """Drop calls not yet started and wait for the running ones (idempotent)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def one_core_per_thread() -> Iterator[None]:
+    """OpenCV's and torch's kernels on one thread each while several threads run them at
+    once (more would only fight over the cores); the previous settings come back after."""
+    import cv2
+    import torch
+
+    cv_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv_threads)
+        torch.set_num_threads(torch_threads)
