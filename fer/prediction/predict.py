@@ -196,18 +196,17 @@ def _found_faces(
         return
     from collections import deque
 
-    from fer.prediction.ahead import DetectorPool, one_core_per_thread
+    from fer.prediction.ahead import DetectorPool
 
     pool = DetectorPool(ahead)
     queued: deque = deque()
     try:
-        with one_core_per_thread():
-            for item in items:
-                queued.append(pool.submit(_load_and_detect, item, load))
-                if len(queued) > pool.workers:
-                    yield queued.popleft().result()
-            while queued:
+        for item in items:
+            queued.append(pool.submit(_load_and_detect, item, load))
+            if len(queued) > pool.workers:
                 yield queued.popleft().result()
+        while queued:
+            yield queued.popleft().result()
     finally:
         pool.close()
 

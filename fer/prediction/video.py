@@ -39,7 +39,7 @@ import numpy as np
 
 from fer import CLASSES
 from fer.errors import InputError
-from fer.prediction.ahead import DetectorPool, one_core_per_thread
+from fer.prediction.ahead import DetectorPool
 from fer.prediction.predict import annotate, classify_crops, face_record
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ def _play(cap: Any, run: VideoRun, max_frames: int | None, ahead: Sequence[Detec
     pool = DetectorPool(ahead)
     pending: deque[tuple[int, np.ndarray, Future[list[Face]] | None]] = deque()
     try:
-        with one_core_per_thread(), contextlib.suppress(StopIteration):
+        with contextlib.suppress(StopIteration):
             for idx, rgb in enumerate(frames):
                 found = pool.submit(_detect, rgb) if run.detects(idx) else None
                 pending.append((idx, rgb, found))
