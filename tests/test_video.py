@@ -240,9 +240,11 @@ def test_detect_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     from fer.errors import ConfigError
-    from fer.prediction.ahead import MAX_AUTO_WORKERS, detect_workers
+    from fer.prediction.ahead import MAX_AUTO_WORKERS, batch_with, detect_workers
 
     assert detect_workers(0) == 0 and detect_workers(3) == 3
+    # with workers, a few images per batch (the workers wait while a batch is classified)
+    assert batch_with(0, 64) == 64 and batch_with(2, 64) == 4 and batch_with(2, 3) == 3
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
     assert detect_workers("auto") == 0  # one core: nothing to overlap
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(2)), raising=False)

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MAX_AUTO_WORKERS = 4  # past this the main thread (landmarks, classifier, writer) is the limit
+BATCH_PER_WORKER = 2
+"""With workers, the main thread classifies every ``2 × workers`` images or frames: while it
+works through a longer batch the workers, one image ahead of it, stand idle (2 workers,
+FaceExpressionNet: a folder 36.7 img/s in batches of 4 against 31.2 in batches of 64)."""
 
 
 def detect_workers(setting: int | str) -> int:
@@ -32,6 +36,12 @@ def detect_workers(setting: int | str) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     return min(cores, MAX_AUTO_WORKERS) if cores > 1 else 0
+
+
+def batch_with(workers: int, batch: int) -> int:
+    """How many images (or frames) to classify at once: ``batch`` alone, or with ``workers``
+    at most :data:`BATCH_PER_WORKER` per worker."""
+    return min(batch, BATCH_PER_WORKER * workers) if workers else batch
 
 
 class DetectorPool:

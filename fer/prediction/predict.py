@@ -153,14 +153,17 @@ def predict_images(
     an ``error`` record and the others go on. ``batch_size == 1`` classifies image by image.
     ``ahead``: detectors set up like ``detector`` (it may be one of them) that decode and
     detect the next images in worker threads, one each
-    (:class:`~fer.prediction.ahead.DetectorPool`); the records are the same.
+    (:class:`~fer.prediction.ahead.DetectorPool`), while this thread classifies a few images at
+    a time (:func:`~fer.prediction.ahead.batch_with`); the records are the same.
     """
     from fer.faces.recipes import as_cutter
+    from fer.prediction.ahead import batch_with
 
     cutter = as_cutter(crop)
     classes = tuple(getattr(classifier, "classes", CLASSES))
     pending: list[Found] = []
     n_faces = 0
+    per_batch = batch_with(len(ahead), batch_size)
 
     def flush() -> Iterator[ImageResult]:
         cut = cutter.cut_many([(image, faces) for _, image, faces, _ in pending if faces])
@@ -175,7 +178,7 @@ def predict_images(
     for found in _found_faces(items, load, detector, ahead):
         pending.append(found)
         n_faces += len(found[2])
-        if len(pending) >= batch_size or n_faces >= batch_size:
+        if len(pending) >= per_batch or n_faces >= batch_size:
             yield from flush()
             n_faces = 0
     if pending:

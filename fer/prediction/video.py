@@ -10,8 +10,8 @@ more than re-detecting.) Faces are re-classified on every frame.
 
 With ``ahead`` detectors (``predict.detect_workers``) a few frames are read in advance and
 detected in worker threads (:mod:`fer.prediction.ahead`) while the main thread finds
-landmarks, classifies and writes the frames before them. The records are the same as without
-workers; a camera's picture lags by one frame more than there are workers.
+landmarks, classifies and writes the frames before them, a few at a time. The records are the
+same as without workers; a camera's picture lags by one frame more than there are workers.
 
 The video record (one per video in ``--json``) replaces the per-image ``faces`` with
 per-frame lists::
@@ -39,7 +39,7 @@ import numpy as np
 
 from fer import CLASSES
 from fer.errors import InputError
-from fer.prediction.ahead import DetectorPool
+from fer.prediction.ahead import DetectorPool, batch_with
 from fer.prediction.predict import annotate, classify_crops, face_record
 
 if TYPE_CHECKING:
@@ -216,9 +216,11 @@ class VideoRun:
         detect_every: int,
         batch_size: int,
         sinks: list[FrameSink],
+        chunk_frames: int = CHUNK_FRAMES,
     ) -> None:
         self.detector, self.classifier, self.crop = detector, classifier, crop
         self.fps, self.detect_every, self.batch_size = fps, detect_every, batch_size
+        self.chunk_frames = chunk_frames
         self.sinks = sinks
         self.classes = tuple(getattr(classifier, "classes", CLASSES))
         self.tracks: list[Track] = []
@@ -253,7 +255,7 @@ class VideoRun:
             self.all_tracks[t.id] = t
         self.chunk.append((idx, rgb, held, detected))
         self.pending_crops += len(held)
-        if len(self.chunk) >= CHUNK_FRAMES or self.pending_crops >= self.batch_size:
+        if len(self.chunk) >= self.chunk_frames or self.pending_crops >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
@@ -368,6 +370,7 @@ def process_video(
                 detector=detector, classifier=classifier, crop=crop, fps=fps,
                 detect_every=detect_every, batch_size=batch_size,
                 sinks=[s for s in (writer, *(extra_sinks or [])) if s is not None],
+                chunk_frames=batch_with(len(ahead), CHUNK_FRAMES),
             )  # fmt: skip
             _play(cap, run, max_frames, ahead)
             if not run.frames:
