@@ -146,8 +146,12 @@ def test_match_tracks_keeps_ids() -> None:
     assert [t.id for t in tracks] == [3]
 
 
-def test_a_sink_can_stop_the_video_early(model_dir: Path, clip: Path, tmp_path: Path) -> None:
-    """What a live window does on `q`: the frames so far are kept and written."""
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_sink_can_stop_the_video_early(
+    model_dir: Path, clip: Path, tmp_path: Path, workers: int
+) -> None:
+    """What a live window does on `q`: the frames so far are kept and written, also while
+    workers detect the next frames ahead."""
     from fer.faces.detectors import create_detector
     from fer.prediction.inference import FaceClassifier
     from fer.prediction.video import process_video, video_codec
@@ -165,6 +169,7 @@ def test_a_sink_can_stop_the_video_early(model_dir: Path, clip: Path, tmp_path: 
     rec = process_video(
         clip, out, detector=create_detector(cfg.detect), classifier=clf,
         crop=clf.crop_config(), batch_size=1, extra_sinks=[stop_after_three],
+        ahead=[create_detector(cfg.detect) for _ in range(workers)],
     )  # fmt: skip
     assert len(seen) == 3 and seen[0].shape == (HEIGHT, WIDTH, 3)
     assert rec["video"]["frames"] == 3 and len(_read_back(out)) == 3
@@ -209,31 +214,6 @@ def test_detecting_ahead_in_workers_gives_the_same_records(
     assert ahead["frames"] == inline["frames"] and ahead["tracks"] == inline["tracks"]
     xs = [f["faces"][0]["box"][0] for f in ahead["frames"] if f["detected"]]
     assert xs == sorted(xs) and xs[-1] > xs[0]  # the sliding face, frame after frame
-
-
-def test_a_sink_stops_the_video_while_workers_detect_ahead(
-    model_dir: Path, clip: Path, tmp_path: Path
-) -> None:
-    from fer.faces.detectors import create_detector
-    from fer.prediction.inference import FaceClassifier
-    from fer.prediction.video import process_video, video_codec
-
-    seen: list[np.ndarray] = []
-
-    def stop_after_two(frame_bgr: np.ndarray) -> None:
-        seen.append(frame_bgr)
-        if len(seen) == 2:
-            raise StopIteration
-
-    cfg = _cfg(1)
-    clf = FaceClassifier.load(model_dir, batch_size=1)
-    out = tmp_path / f"early{video_codec()[1]}"
-    rec = process_video(
-        clip, out, detector=create_detector(cfg.detect), classifier=clf,
-        crop=clf.crop_config(), batch_size=1, extra_sinks=[stop_after_two],
-        ahead=[create_detector(cfg.detect) for _ in range(2)], max_frames=8,
-    )  # fmt: skip
-    assert len(seen) == 2 and rec["video"]["frames"] == 2 and len(_read_back(out)) == 2
 
 
 def test_detect_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
