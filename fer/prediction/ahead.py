@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import queue
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from fer.faces.detectors import Detector
 
 T = TypeVar("T")
+U = TypeVar("U")
 MAX_AUTO_WORKERS = 4  # past this the main thread (landmarks, classifier, writer) is the limit
 BATCH_PER_WORKER = 2
 """With workers, the main thread classifies every ``2 × workers`` images or frames: while it
@@ -45,10 +47,7 @@ def batch_with(workers: int, batch: int) -> int:
 
 
 class DetectorPool:
-    """Worker threads, one per detector; each call borrows a detector no other call holds.
-
-    Futures complete in any order; callers keep them in submission order.
-    """
+    """Worker threads, one per detector; each call borrows a detector no other call holds."""
 
     def __init__(self, detectors: Sequence[Detector]) -> None:
         if not detectors:
@@ -69,6 +68,19 @@ class DetectorPool:
             return work(detector, *args)
         finally:
             self.free.put(detector)
+
+    def in_order(self, work: Callable[..., T], items: Iterable[U]) -> Iterator[tuple[U, T]]:
+        """``(item, work(detector, item))`` for each item, in order, ``work`` running in the
+        workers at most one item more ahead of the caller than there are workers."""
+        queued: deque[tuple[U, Future[T]]] = deque()
+        for item in items:
+            queued.append((item, self.submit(work, item)))
+            if len(queued) > self.workers:
+                done, future = queued.popleft()
+                yield done, future.result()
+        while queued:
+            done, future = queued.popleft()
+            yield done, future.result()
 
     def close(self) -> None:
         """Drop calls not yet started and wait for the running ones (idempotent)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -195,27 +196,20 @@ def _found_faces(
     one image more ahead than there are workers."""
     if not ahead:
         for item in items:
-            yield _load_and_detect(detector, item, load)
+            yield _load_and_detect(detector, item, load=load)
         return
-    from collections import deque
-
     from fer.prediction.ahead import DetectorPool
 
     pool = DetectorPool(ahead)
-    queued: deque = deque()
     try:
-        for item in items:
-            queued.append(pool.submit(_load_and_detect, item, load))
-            if len(queued) > pool.workers:
-                yield queued.popleft().result()
-        while queued:
-            yield queued.popleft().result()
+        for _, found in pool.in_order(partial(_load_and_detect, load=load), items):
+            yield found
     finally:
         pool.close()
 
 
 def _load_and_detect(
-    detector: Detector, item: InputItem, load: Callable[[Path], np.ndarray]
+    detector: Detector, item: InputItem, *, load: Callable[[Path], np.ndarray]
 ) -> Found:
     from fer.data.images import DecodeError
 

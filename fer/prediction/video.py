@@ -28,9 +28,7 @@ import contextlib
 import functools
 import itertools
 import tempfile
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -387,48 +385,28 @@ def process_video(
 def _play(cap: Any, run: VideoRun, max_frames: int | None, ahead: Sequence[Detector] = ()) -> None:
     """Feed every frame (up to ``max_frames``); a sink raising StopIteration ends it early.
 
-    With ``ahead`` detectors, frames are read ``len(ahead) + 1`` ahead of the one fed and the
-    frames to detect are detected in workers meanwhile.
+    With ``ahead`` detectors, the frames to detect are detected in workers, up to
+    ``len(ahead) + 1`` frames ahead of the one fed.
     """
     import cv2
 
-    frames = itertools.islice(
-        (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) for bgr in _frames(cap)), max_frames
-    )
-    if not ahead:
-        with contextlib.suppress(StopIteration):
-            for idx, rgb in enumerate(frames):
-                run.feed(idx, rgb)
-            _flush_rest(run)
-        return
-    pool = DetectorPool(ahead)
-    pending: deque[tuple[int, np.ndarray, Future[list[Face]] | None]] = deque()
+    rgb_frames = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) for bgr in _frames(cap))
+    frames = enumerate(itertools.islice(rgb_frames, max_frames))
+    pool = DetectorPool(ahead) if ahead else None
+
+    def detect(detector: Detector, frame: tuple[int, np.ndarray]) -> list[Face] | None:
+        return detector.detect(frame[1]) if run.detects(frame[0]) else None
+
+    fed = pool.in_order(detect, frames) if pool else ((frame, None) for frame in frames)
     try:
         with contextlib.suppress(StopIteration):
-            for idx, rgb in enumerate(frames):
-                found = pool.submit(_detect, rgb) if run.detects(idx) else None
-                pending.append((idx, rgb, found))
-                if len(pending) > pool.workers:
-                    _feed_next(run, pending)
-            while pending:
-                _feed_next(run, pending)
-            _flush_rest(run)
+            for (idx, rgb), found in fed:
+                run.feed(idx, rgb, found)
+            if run.chunk:
+                run.flush()
     finally:
-        pool.close()
-
-
-def _detect(detector: Detector, rgb: np.ndarray) -> list[Face]:
-    return detector.detect(rgb)
-
-
-def _feed_next(run: VideoRun, pending: deque) -> None:
-    idx, rgb, found = pending.popleft()
-    run.feed(idx, rgb, found.result() if found is not None else None)
-
-
-def _flush_rest(run: VideoRun) -> None:
-    if run.chunk:
-        run.flush()
+        if pool is not None:
+            pool.close()
 
 
 def _track_summary(t: Track, classes: tuple[str, ...]) -> dict:
