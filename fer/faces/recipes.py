@@ -235,13 +235,6 @@ class FaceCutter:
             raise ValueError("this face recipe cuts by landmarks: it needs a landmarker")
         self.recipe, self.landmarker = recipe, landmarker
 
-    def landmarks(self, image_rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray | None:
-        """``(N, 68, 2)`` landmarks of the faces when the recipe needs them, else None."""
-        if not self.recipe.needs_landmarks or not faces:
-            return None
-        assert self.landmarker is not None
-        return self.landmarker.landmarks(to_rgb3(image_rgb), [f.box for f in faces])
-
     def cut(self, image_rgb: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray]:
         """One crop per face, in order."""
         return self.cut_many([(image_rgb, faces)])[0]
