@@ -13,7 +13,11 @@ taken as wrong in valence: the truth the auditor never saw. On the Training spli
 - with ``--rank-by MODEL`` (repeatable: ``pretrained:faceexpr``, a model folder...): that model
   as an auditor on its own, zero-shot. Every audited face is ranked by how little the model
   believes its given label (1 − p(label), the face and its mirror averaged, the whole crop as
-  the model's recipe resizes it), drawn on the same plot. Neither it nor the auditor sees FER+.
+  the model's recipe resizes it), drawn on the same plot. Neither it nor the auditor sees FER+;
+- with ``--crowd K`` (repeatable): a human reference, not an auditor. K of each face's FER+
+  votes, drawn at random, audit the label (ranked by their share against it), scored against
+  the majority of the face's OTHER votes. It tells how many crowd workers' reading a precision
+  at recall 0.5 asks for.
 
 For each ranking it reports the best precision at recall ≥ 0.5 (the issue's operating point) and
 the share of faces flagged there.
@@ -108,6 +112,44 @@ def precision_at_recall(result: dict[str, Any], target: float) -> dict[str, floa
     }
 
 
+def crowd_split(
+    class_votes: np.ndarray, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each face's class votes split at random into ``k`` votes and the rest (drawn without
+    replacement, as K of its crowd workers and the others); pure but for ``rng``.
+
+    Returns ``(drawn, rest)``, both shaped like ``class_votes``. A face with ``k`` votes or
+    fewer gives them all to ``drawn``.
+    """
+    counts = np.asarray(class_votes).astype(np.int64)
+    if k < 1:
+        raise ValueError(f"k must be at least 1 vote, got {k}")
+    drawn = np.zeros_like(counts)
+    for i, row in enumerate(counts):
+        pool = np.repeat(np.arange(len(row)), row)
+        take = rng.permutation(pool)[:k]
+        drawn[i] = np.bincount(take, minlength=len(row))
+    return drawn, counts - drawn
+
+
+def crowd_reference(
+    given: np.ndarray, class_votes: np.ndarray, audited: np.ndarray, k: int, seed: int = 0
+) -> dict[str, Any]:
+    """``k`` crowd votes as an auditor: every audited face ranked by the share of its ``k``
+    drawn votes against its given label (ties in random order), scored (:func:`score_flags`)
+    against the majority of its other votes; faces whose other votes tie are left out."""
+    from fer.data import ferplus
+
+    rng = np.random.default_rng(seed)
+    drawn, rest = crowd_split(class_votes, k, rng)
+    given = np.asarray(given)
+    rows = np.arange(len(given))
+    against = 1.0 - drawn[rows, np.clip(given, 0, None)] / np.maximum(drawn.sum(axis=1), 1)
+    score = against + rng.random(len(given)) * 1e-6  # below one vote's step of 1 / k
+    truth = np.where(np.asarray(audited, bool), ferplus.majority(rest), -1)
+    return score_flags(given, truth, truth >= 0, score)
+
+
 def score_quarantine(quarantined: np.ndarray, not_face: np.ndarray) -> dict[str, Any]:
     """A quarantine (e.g. ``no_face``) against FER+'s "not a face" votes: precision, recall."""
     quarantined, not_face = np.asarray(quarantined, bool), np.asarray(not_face, bool)
@@ -126,7 +168,7 @@ def pr_figure(
     result: dict[str, Any], title: str, others: dict[str, dict[str, Any]] | None = None
 ) -> Any:
     """The precision-recall curve with the base rate (random flagging) and the operating point;
-    ``others``: further rankings' results, by name, drawn beside it."""
+    ``others``: further rankings' results, by legend label, drawn beside it."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 4), dpi=120)
@@ -134,8 +176,7 @@ def pr_figure(
     curve = result["curve"]
     ax.plot(curve["recall"], curve["precision"], label="auditor (flags by score)")
     for name, other in (others or {}).items():
-        ax.plot(other["curve"]["recall"], other["curve"]["precision"], lw=1,
-                label=f"{name} alone, zero-shot")  # fmt: skip
+        ax.plot(other["curve"]["recall"], other["curve"]["precision"], lw=1, label=name)
     ax.axhline(result["base_rate"], color="grey", ls="--", label="random flags (base rate)")
     ax.plot([result["recall"]], [result["precision"]], "o", color="C3", label="all flags")
     ax.set_xlabel("recall of FER+ valence disagreements")
@@ -183,6 +224,7 @@ def _load(project: Path) -> dict[str, Any]:
         "flagged": paths.isin(set(scores.index)).to_numpy(),
         "score": paths.map(scores).fillna(-np.inf).to_numpy(dtype=np.float64),
         "reason": paths.map(reason).fillna("").to_numpy(),
+        "class_votes": ferplus.class_votes(votes, folders, taxonomy),
         "not_face": ferplus.not_face(votes) & has_votes,
         "has_votes": has_votes,
         "path": paths.to_numpy(),
@@ -248,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         "--rank-by", action="append", default=[], metavar="MODEL",
         help="also score MODEL alone, zero-shot, as an auditor (repeatable)",
     )  # fmt: skip
+    ap.add_argument(
+        "--crowd", action="append", default=[], type=int, metavar="K",
+        help="also score K of each face's FER+ votes against its other votes (repeatable)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     plot, out = args.plot.resolve(), args.out.resolve() if args.out else None
     d = _load(args.project.resolve())
@@ -264,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         score = np.full(len(truth), -np.inf)
         score[scored] = zero_shot_scores(d["cfg"], model, images, d["given"][scored])
         others[model] = score_flags(d["given"], truth, truth >= 0, score)
+    crowds = {k: crowd_reference(d["given"], d["class_votes"], audited, k) for k in args.crowd}
     ambiguous = int((audited & d["has_votes"] & (d["truth"] < 0)).sum())
     no_face = (d["reason"] != "") & (d["reason"] != FERPLUS_REASON)
     quarantine = score_quarantine(no_face[d["has_votes"]], d["not_face"][d["has_votes"]])
@@ -271,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
 
     title = (f"{args.project.name}: {result['n']} Training faces,\n{result['errors']} FER+ "
              f"valence disagreements (FER2013 label ≠ FER+ majority)")  # fmt: skip
-    save_figure(pr_figure(result, title, others), plot)
+    curves = {f"{m} alone, zero-shot": r for m, r in others.items()}
+    curves.update({f"{k} FER+ vote(s) vs the others": r for k, r in crowds.items()})
+    save_figure(pr_figure(result, title, curves), plot)
     print(
         f"auditor vs FER+ (Training, {result['n']} faces; {ambiguous} with tied/no class votes "
         f"left out): {result['errors']} disagreements (base rate {result['base_rate']:.3f})\n"
@@ -282,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for model, other in others.items():
         print(f"  {model} alone, zero-shot, at recall ≥ 0.5: {_at_half(other)}")
+    for k, crowd in crowds.items():
+        print(f"  {k} FER+ vote(s) per face vs its other votes ({crowd['n']} faces, base rate "
+              f"{crowd['base_rate']:.3f}), at recall ≥ 0.5: {_at_half(crowd)}")  # fmt: skip
     print(f"  precision-recall curve → {plot}")
     if out:
 
@@ -291,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
 
         out.write_text(json.dumps({"auditor": summary(result), "ambiguous": ambiguous,
                                    "quarantine": quarantine,
-                                   "zero_shot": {m: summary(r) for m, r in others.items()}},
+                                   "zero_shot": {m: summary(r) for m, r in others.items()},
+                                   "crowd": {str(k): summary(r) for k, r in crowds.items()}},
                                   indent=2))  # fmt: skip
     return 0
 

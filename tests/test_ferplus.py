@@ -610,6 +610,25 @@ def test_audit_scoring_on_known_errors() -> None:
         score_flags(given, truth[:3], flagged, score)
 
 
+def test_crowd_reference_splits_votes_and_scores_them_against_the_rest() -> None:
+    """K drawn votes and the rest always add up to the face's votes; unanimous crowds audit
+    perfectly, and a face without other votes, or that is not audited, is left out."""
+    from benchmarks.bench_ferplus_audit import crowd_reference, crowd_split
+
+    votes = np.array([[0, 10, 0], [7, 2, 1], [0, 0, 1], [0, 0, 0]])
+    drawn, rest = crowd_split(votes, 2, np.random.default_rng(0))
+    np.testing.assert_array_equal(drawn + rest, votes)
+    assert drawn.sum(axis=1).tolist() == [2, 2, 1, 0] and (drawn >= 0).all() and (rest >= 0).all()
+    with pytest.raises(ValueError, match="at least 1"):
+        crowd_split(votes, 0, np.random.default_rng(0))
+    unanimous = np.array([[10, 0, 0], [0, 10, 0], [0, 0, 10], [10, 0, 0], [0, 10, 0], [1, 0, 0]])
+    given = np.array([0, 0, 2, 1, 1, 1])  # errors: faces 1 and 3; face 5 has no other vote
+    audited = np.array([1, 1, 1, 1, 0, 1], bool)  # face 4 is not audited
+    r = crowd_reference(given, unanimous, audited, 1)
+    assert (r["n"], r["errors"]) == (4, 2)
+    assert r["curve"]["precision"][:2] == [1.0, 1.0] and r["curve"]["recall"][1] == 1.0
+
+
 def test_audit_benchmark_runs_on_a_project(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -651,7 +670,7 @@ def test_audit_benchmark_runs_on_a_project(
         (raw / path).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(raw / path), rng.integers(0, 256, (48, 48), dtype=np.uint8))
     argv = ["--project", str(tmp_path), "--plot", "pr.png", "--out", "r.json"]
-    assert main([*argv, "--rank-by", "pretrained:minixception"]) == 0
+    assert main([*argv, "--rank-by", "pretrained:minixception", "--crowd", "1"]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     a = result["auditor"]
     assert (a["n"], a["errors"], a["flagged"], a["true_flags"]) == (4, 2, 2, 1)
@@ -659,6 +678,9 @@ def test_audit_benchmark_runs_on_a_project(
     assert (alone["n"], alone["errors"], alone["flagged"]) == (4, 2, 4)
     assert alone["at_recall_0.5"]["recall"] >= 0.5 and a["at_recall_0.5"]["precision"] == 1.0
     assert result["quarantine"]["both"] == 1 and result["quarantine"]["precision"] == 1.0
+    # One vote of 10 cannot turn the other nine's majority here: the same faces and errors.
+    crowd = result["crowd"]["1"]
+    assert (crowd["n"], crowd["errors"], crowd["flagged"]) == (4, 2, 4)
     assert cv2.imread(str(tmp_path / "pr.png")) is not None
     assert "precision 0.500, recall 0.500" in capsys.readouterr().out
 
