@@ -17,7 +17,9 @@ taken as wrong in valence: the truth the auditor never saw. On the Training spli
 - with ``--crowd K`` (repeatable): a human reference, not an auditor. K of each face's FER+
   votes, drawn at random, audit the label (ranked by their share against it), scored against
   the majority of the face's OTHER votes. It tells how many crowd workers' reading a precision
-  at recall 0.5 asks for.
+  at recall 0.5 asks for. The same K votes also read the test split (PrivateTest, without
+  ``evaluate.without``'s faces, as ``evaluate`` scores a model against FER+): their accuracy
+  against the other votes' majority, a person's score beside a model's.
 
 For each ranking it reports the best precision at recall ≥ 0.5 (the issue's operating point) and
 the share of faces flagged there.
@@ -150,6 +152,22 @@ def crowd_reference(
     return score_flags(given, truth, truth >= 0, score)
 
 
+def crowd_accuracy(
+    class_votes: np.ndarray, scored: np.ndarray, k: int, seed: int = 0
+) -> dict[str, Any]:
+    """How often ``k`` of a face's votes (their majority; a tie broken at random) name the
+    majority class of its other votes, over the ``scored`` faces whose other votes do not tie."""
+    from fer.data import ferplus
+
+    rng = np.random.default_rng(seed)
+    drawn, rest = crowd_split(np.asarray(class_votes)[np.asarray(scored, bool)], k, rng)
+    read = (drawn + rng.random(drawn.shape) * 1e-3).argmax(axis=1)
+    truth = ferplus.majority(rest)
+    known = truth >= 0
+    n = int(known.sum())
+    return {"n": n, "accuracy": float((read[known] == truth[known]).mean()) if n else 0.0}
+
+
 def score_quarantine(quarantined: np.ndarray, not_face: np.ndarray) -> dict[str, Any]:
     """A quarantine (e.g. ``no_face``) against FER+'s "not a face" votes: precision, recall."""
     quarantined, not_face = np.asarray(quarantined, bool), np.asarray(not_face, bool)
@@ -224,6 +242,8 @@ def _load(project: Path) -> dict[str, Any]:
         "flagged": paths.isin(set(scores.index)).to_numpy(),
         "score": paths.map(scores).fillna(-np.inf).to_numpy(dtype=np.float64),
         "reason": paths.map(reason).fillna("").to_numpy(),
+        "votes": votes,
+        "folders": folders,
         "class_votes": ferplus.class_votes(votes, folders, taxonomy),
         "not_face": ferplus.not_face(votes) & has_votes,
         "has_votes": has_votes,
@@ -273,6 +293,17 @@ def zero_shot_scores(cfg: Any, model: str, images: list[Path], given: np.ndarray
     return 1.0 - believed
 
 
+def _tested(d: dict[str, Any]) -> np.ndarray:
+    """The faces ``evaluate`` scores a model on against FER+: the test split with a FER+
+    majority, less those whose top folder is in ``evaluate.without``."""
+    from fer.data import ferplus
+
+    cfg = d["cfg"]
+    test = [usage.lower() for usage, split in cfg.split.given.items() if split == "test"]
+    without = ferplus.top_folder_in(d["votes"], d["folders"], cfg.evaluate.without)
+    return np.isin(d["usage"], test) & (d["truth"] >= 0) & ~without
+
+
 def _at_half(result: dict[str, Any]) -> str:
     point = precision_at_recall(result, 0.5)
     if point is None:
@@ -311,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         score[scored] = zero_shot_scores(d["cfg"], model, images, d["given"][scored])
         others[model] = score_flags(d["given"], truth, truth >= 0, score)
     crowds = {k: crowd_reference(d["given"], d["class_votes"], audited, k) for k in args.crowd}
+    tested = _tested(d)
+    for k in args.crowd:
+        crowds[k]["test"] = crowd_accuracy(d["class_votes"], tested, k)
     ambiguous = int((audited & d["has_votes"] & (d["truth"] < 0)).sum())
     no_face = (d["reason"] != "") & (d["reason"] != FERPLUS_REASON)
     quarantine = score_quarantine(no_face[d["has_votes"]], d["not_face"][d["has_votes"]])
@@ -332,8 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     for model, other in others.items():
         print(f"  {model} alone, zero-shot, at recall ≥ 0.5: {_at_half(other)}")
     for k, crowd in crowds.items():
+        test = crowd["test"]
         print(f"  {k} FER+ vote(s) per face vs its other votes ({crowd['n']} faces, base rate "
-              f"{crowd['base_rate']:.3f}), at recall ≥ 0.5: {_at_half(crowd)}")  # fmt: skip
+              f"{crowd['base_rate']:.3f}), at recall ≥ 0.5: {_at_half(crowd)}; on the test "
+              f"split ({test['n']} faces) accuracy {test['accuracy']:.3f}")  # fmt: skip
     print(f"  precision-recall curve → {plot}")
     if out:
 

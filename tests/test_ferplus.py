@@ -613,7 +613,7 @@ def test_audit_scoring_on_known_errors() -> None:
 def test_crowd_reference_splits_votes_and_scores_them_against_the_rest() -> None:
     """K drawn votes and the rest always add up to the face's votes; unanimous crowds audit
     perfectly, and a face without other votes, or that is not audited, is left out."""
-    from benchmarks.bench_ferplus_audit import crowd_reference, crowd_split
+    from benchmarks.bench_ferplus_audit import crowd_accuracy, crowd_reference, crowd_split
 
     votes = np.array([[0, 10, 0], [7, 2, 1], [0, 0, 1], [0, 0, 0]])
     drawn, rest = crowd_split(votes, 2, np.random.default_rng(0))
@@ -627,6 +627,12 @@ def test_crowd_reference_splits_votes_and_scores_them_against_the_rest() -> None
     r = crowd_reference(given, unanimous, audited, 1)
     assert (r["n"], r["errors"]) == (4, 2)
     assert r["curve"]["precision"][:2] == [1.0, 1.0] and r["curve"]["recall"][1] == 1.0
+    # Read as a model would: unanimous votes name the others' majority; 1 vote of [3, 0, 7]
+    # names class 0 three times in ten.
+    assert crowd_accuracy(unanimous, audited, 3) == {"n": 4, "accuracy": 1.0}
+    split = np.repeat([[3, 0, 7]], 2000, axis=0)
+    read = crowd_accuracy(split, np.ones(2000, bool), 1)
+    assert read["n"] == 2000 and read["accuracy"] == pytest.approx(0.7, abs=0.04)
 
 
 def test_audit_benchmark_runs_on_a_project(
@@ -681,6 +687,7 @@ def test_audit_benchmark_runs_on_a_project(
     # One vote of 10 cannot turn the other nine's majority here: the same faces and errors.
     crowd = result["crowd"]["1"]
     assert (crowd["n"], crowd["errors"], crowd["flagged"]) == (4, 2, 4)
+    assert crowd["test"]["n"] == 1  # PrivateTest's one face
     assert cv2.imread(str(tmp_path / "pr.png")) is not None
     assert "precision 0.500, recall 0.500" in capsys.readouterr().out
 
