@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer.config import load_config
 from fer.data.synthetic import make_image, plan_labels
+from fer.faces.scoring import iou
 from fer.stages.sample import sandbox_params
 
 
@@ -48,14 +49,6 @@ def ssd_boxes(net: cv2.dnn.Net, bgr: np.ndarray, conf: float = 0.5, nms: float =
     ]
     keep = cv2.dnn.NMSBoxes(boxes, out[:, 2].tolist(), conf, nms) if boxes else []
     return [boxes[i] for i in np.asarray(keep).reshape(-1)]
-
-
-def iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match(truth: list, found: list, thr: float) -> int:

@@ -16,7 +16,8 @@ from fer import CLASSES
 from fer.config import config_from_dict
 from fer.errors import InputError
 from fer.faces.detectors import Face
-from fer.prediction.video import iou, match_tracks
+from fer.faces.scoring import iou
+from fer.prediction.video import match_tracks
 
 N_FRAMES, WIDTH, HEIGHT, STEP = 10, 320, 240, 8
 
@@ -105,7 +106,7 @@ def test_detect_every_n_predicts_boxes_between(
     assert [f["detected"] for f in b] == [i % 4 == 0 for i in range(N_FRAMES)]
     for fa, fb in zip(a, b, strict=True):
         assert len(fb["faces"]) == 1 and fb["faces"][0]["track"] == 0
-        box_a, box_b = (Face(*f["faces"][0]["box"], score=1.0) for f in (fa, fb))
+        box_a, box_b = (f["faces"][0]["box"] for f in (fa, fb))
         if fb["frame"] < 4:  # one detection so far: no velocity yet, the box is held
             assert fb["faces"][0]["box"] == b[0]["faces"][0]["box"]
         else:  # constant-velocity prediction keeps the box on the moving face

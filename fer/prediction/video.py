@@ -37,6 +37,7 @@ import numpy as np
 
 from fer import CLASSES
 from fer.errors import InputError
+from fer.faces.scoring import iou
 from fer.prediction.ahead import DetectorPool, batch_with
 from fer.prediction.predict import annotate, classify_crops, face_record
 
@@ -85,15 +86,6 @@ class Track:
         return Face(x, y, base.w, base.h, base.score)
 
 
-def iou(a: Face, b: Face) -> float:
-    """Intersection over union of two boxes."""
-    x1, y1 = max(a.x, b.x), max(a.y, b.y)
-    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
-    inter = max(0, x2 - x1) * max(0, y2 - y1)
-    union = a.w * a.h + b.w * b.h - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match_tracks(
     tracks: list[Track],
     faces: list[Face],
@@ -114,7 +106,7 @@ def match_tracks(
     pairs = []
     for ti, t in enumerate(tracks):
         for fi, f in enumerate(faces):
-            overlap, shift = iou(t.face, f), _shift(t.face, f)
+            overlap, shift = iou(t.face.box, f.box), _shift(t.face, f)
             ratio = (f.w * f.h) / max(1, t.face.w * t.face.h)
             if overlap >= min_iou or (shift < max_shift and 0.5 <= ratio <= 2.0):
                 pairs.append((overlap, -shift, ti, fi))

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 from fer import CLASSES
 from fer.errors import InputError
+from fer.faces.scoring import iou
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,15 +134,6 @@ def check_path(path: str, where: str) -> str:
             f"{where}: path {path!r} is outside the data (use a raw-dir-relative path)"
         )
     return posix.as_posix()
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def parse_row(row: Mapping[str, str | None], where: str) -> Decision:
