@@ -388,7 +388,14 @@ CKPLUS_FOLDERS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy
 YALE_EXPRESSIONS = {"happy": "happy", "sad": "sad", "surprised": "surprise",
                     "normal": "neutral", "noglasses": "neutral", "glasses": "neutral",
                     "centerlight": "neutral"}  # fmt: skip
-EXPRESSION_SETS = ("jaffe", "fer2013", "ckplus", "yale")
+# Web photos with expressions labelled by a class of graduate students (most of them LFW's
+# 250×250 celebrity faces upscaled to 350×350 grey, some colour web crops): ``data/legend.csv``
+# names each file in ``images/`` and its emotion, in mixed case. Contempt is left out (not
+# FER-7), and so is a file listed twice with two emotions.
+WEBEXPR = ("muxspace/facial_expressions", "5fb9c13afac07c55eae8d25eb6b50af344ad60c9")
+WEBEXPR_EMOTIONS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "happy",
+                    "neutral": "neutral", "sadness": "sad", "surprise": "surprise"}  # fmt: skip
+EXPRESSION_SETS = ("jaffe", "fer2013", "ckplus", "yale", "webexpr")
 
 
 def jaffe_label(name: str) -> str | None:
@@ -419,6 +426,20 @@ def ckplus_peaks(paths: list[str]) -> list[str]:
     return sorted(last.values())
 
 
+def webexpr_labels(legend: str) -> dict[str, str]:
+    """File name → FER-7 emotion from ``data/legend.csv`` (``user.id,image,emotion``): case
+    folded, contempt and unknown emotions left out, a file listed with two emotions left out."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for row in csv.DictReader(io.StringIO(legend)):
+        emotion = WEBEXPR_EMOTIONS.get((row.get("emotion") or "").strip().lower())
+        seen[(row.get("image") or "").strip()].add(emotion or "")
+    return {
+        name: next(iter(emotions))
+        for name, emotions in seen.items()
+        if name and len(emotions) == 1 and "" not in emotions
+    }
+
+
 def _labelled_files(name: str, blobs: Blobs) -> list[tuple[str, str]]:
     """``(path in the repository, FER-7 emotion)`` of one expression set."""
     if name == "jaffe":
@@ -428,6 +449,10 @@ def _labelled_files(name: str, blobs: Blobs) -> list[tuple[str, str]]:
     elif name == "fer2013":
         pairs = [(p, Path(p).parent.name) for p in blobs.list("test/")
                  if is_private_test(Path(p).name)]  # fmt: skip
+    elif name == "webexpr":
+        legend = b"".join(data for _, data in blobs.read(["data/legend.csv"])).decode()
+        labels = webexpr_labels(legend)
+        pairs = [(p, labels.get(Path(p).name)) for p in blobs.list("images/")]
     else:
         paths = [p for p in blobs.list("CK+48/") if Path(p).parent.name in CKPLUS_FOLDERS]
         pairs = [(p, CKPLUS_FOLDERS[Path(p).parent.name]) for p in ckplus_peaks(paths)]
@@ -437,7 +462,7 @@ def _labelled_files(name: str, blobs: Blobs) -> list[tuple[str, str]]:
 def build_expression_set(name: str, mirrors: Path, out: Path) -> dict:
     """Write ``out/<name>/<emotion>/<file>`` and ``out/<name>/manifest.json``; return it."""
     repo, commit = {"jaffe": JAFFE, "fer2013": FER2013_IMAGES, "ckplus": CKPLUS48,
-                    "yale": YALE}[name]  # fmt: skip
+                    "yale": YALE, "webexpr": WEBEXPR}[name]  # fmt: skip
     blobs = Blobs(git_dir(mirrors, repo), commit)
     pairs = _labelled_files(name, blobs)
     labels = dict(pairs)
@@ -475,7 +500,10 @@ def expressions_main(argv: list[str]) -> int:
     CK+48 (48 px grey crops of CK+ sequences), the last frame of each sequence, contempt left
     out (not a FER-7 emotion); ``yale``: Yale faces' 320×243 grey portraits of 15 subjects,
     happy, sad, surprised, and neutral (normal, with and without glasses, centre light; side
-    lights, sleepy and wink left out). Sources are pinned above (repository @ commit).
+    lights, sleepy and wink left out); ``webexpr``: ~13,600 web photos (mostly LFW's
+    celebrity faces) whose expressions a class of graduate students labelled, with the label
+    noise that brings (contempt and twice-listed files left out). Sources are pinned above
+    (repository @ commit).
     """
     doc = (expressions_main.__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="real_faces.py expressions", description=doc)

@@ -131,3 +131,17 @@ def test_expression_sets_label_files_by_name() -> None:
     assert real_faces.yale_label("subject02.leftlight") is None  # side light: left out
     assert real_faces.yale_label("subject03.wink") is None
     assert real_faces.yale_label("readme.txt") is None
+
+
+def test_student_labelled_web_set_reads_its_legend() -> None:
+    """Mixed case folded, contempt and unknown emotions left out, a file listed twice kept
+    only when both rows agree."""
+    import real_faces
+
+    legend = (
+        "user.id,image,emotion\n"
+        "1,a.jpg,HAPPINESS\n1,b.jpg,sadness\n2,c.jpg,contempt\n2,d.jpg,Neutral\n"
+        "3,e.jpg,anger\n4,e.jpg,fear\n5,d.jpg,neutral\n6,f.jpg,bored\n7,,happiness\n"
+    )
+    assert real_faces.webexpr_labels(legend) == {"a.jpg": "happy", "b.jpg": "sad",
+                                                 "d.jpg": "neutral"}  # fmt: skip
