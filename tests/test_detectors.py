@@ -406,9 +406,54 @@ def test_ssd_finds_one_face_in_a_48px_crop(ssd) -> None:
     assert face.w > 36 and face.h > 36 and face.x < 8 and face.y < 8
 
 
+def test_a_face_that_fills_a_photo_is_found_on_a_second_look_inside_the_border() -> None:
+    # A 350x350 web photo cut tight around the face (LFW-like): the SSD finds nothing on the
+    # frame itself; inside the border it finds the face, filling the frame.
+    tight = cv2.resize(_astronaut()[60:175, 175:275], (350, 350), interpolation=cv2.INTER_CUBIC)
+    assert create_detector(DetectConfig(pad_retry=False)).detect(tight) == []
+    (face,) = create_detector(DetectConfig(pad_retry=True)).detect(tight)
+    assert face.w > 0.8 * 350 and face.h > 0.8 * 350 and face.score > 0.9
+    assert create_detector(DetectConfig(pad_retry=True)).detect(np.zeros_like(tight)) == []
+
+
+def test_the_second_look_runs_only_on_unbordered_images_without_a_face() -> None:
+    from fer.faces.detectors import ScaledDetector
+
+    class Recording(ScaledDetector):
+        pad_value = (0.0, 0.0, 0.0)
+
+        def __init__(self, cfg: DetectConfig) -> None:
+            super().__init__(cfg)
+            self.seen: list[tuple[int, int]] = []
+
+        def _raw(self, bgr: np.ndarray) -> list:
+            self.seen.append(bgr.shape[:2])
+            if bgr.shape[:2] != (960, 1280):  # only the bordered 480x640 frame holds a face
+                return []
+            return [(640 - 100, 480 - 100, 200, 200, 0.9)]
+
+    det = Recording(DetectConfig(pad=0.5))
+    (face,) = det.detect(np.zeros((480, 640, 3), np.uint8))
+    assert det.seen == [(480, 640), (960, 1280)]
+    assert face.box == (220, 140, 200, 200)  # the border (240, 320) comes off again
+    assert det.retry_raw(np.zeros((480, 640, 3), np.uint8)) is not None
+    det.seen.clear()
+    det.detect(np.zeros((48, 48, 3), np.uint8))  # upscaled: bordered at once, looked at once
+    assert det.seen == [(320, 320)]
+    assert det.retry_raw(np.zeros((48, 48, 3), np.uint8)) is None
+    off = Recording(DetectConfig(pad=0.5, pad_retry=False))
+    assert off.detect(np.zeros((480, 640, 3), np.uint8)) == []
+    assert off.seen == [(480, 640)]
+    assert off.retry_raw(np.zeros((480, 640, 3), np.uint8)) is None
+    Recording.pad_value = None  # a backend without a border (haar) never looks twice
+    bare = Recording(DetectConfig(pad=0.5))
+    assert bare.detect(np.zeros((480, 640, 3), np.uint8)) == []
+    assert bare.seen == [(480, 640)]
+
+
 def test_settings_hash_tracks_the_frame_and_border_settings() -> None:
     base = settings_hash(DetectConfig())
-    for change in ({"min_inside": 0.0}, {"pad": 0.0}):
+    for change in ({"min_inside": 0.0}, {"pad": 0.0}, {"pad_retry": False}):
         assert settings_hash(DetectConfig(**change)) != base, change
 
 

@@ -9,50 +9,23 @@ shows on every machine as oneDNN reporting a wider ISA than AVX2.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import pytest
 
-from fer.numerics import PINNED_KERNELS, pin_cpu_kernels
+from fer.numerics import pin_cpu_kernels
 
-BACK_TO_BACK = textwrap.dedent(
-    """
-    import numpy as np, torch
-    from fer.config import ModelSpec, TrainConfig
-    from fer.learning.models import build_model, input_spec
-    from fer.learning.training import FitData, fit
-
-    cfg = TrainConfig(epochs=2, batch_size=4, early_stopping_patience=0, threads=1, device="cpu")
-    for name, head in [("minixception", "mapped"), ("faceexpr", "new"), ("minixception", "new")]:
-        torch.manual_seed(0)
-        rng = np.random.default_rng(0)
-        spec = input_spec(name)
-        x = rng.integers(0, 256, (12, spec.size, spec.size, 3), dtype=np.uint8)
-        y = np.arange(12) % 3
-        model = build_model(name, ModelSpec(pretrained=True, head=head))
-        result = fit(model, FitData(x, y, x[:6], y[:6], input_spec=spec), cfg)
-        losses = [record["train_loss"] for record in result.history]
-        print(name, head, "loss", losses[0], losses[-1])
-    import os
-    print("pinned", os.environ.get("ONEDNN_MAX_CPU_ISA"), os.environ.get("ATEN_CPU_CAPABILITY"))
-    """
-)
-
-
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PINNED_KERNELS}
-    env["ONEDNN_VERBOSE"] = "1"  # oneDNN prints the ISA it dispatches to, then every primitive
-    return env
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from check_onednn_pin import BACK_TO_BACK, child_env
 
 
 @pytest.mark.slow
 def test_packaged_models_fine_tune_back_to_back_in_one_process() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", BACK_TO_BACK], capture_output=True, text=True, timeout=600,
-        env=_child_env(),
+        env=child_env({}),
     )  # fmt: skip
     tail = (proc.stdout[-1500:] + proc.stderr[-1500:]).strip()
     died = f"exit {proc.returncode} (negative: killed by that signal)"
@@ -82,6 +55,6 @@ def test_the_fer_command_pins_before_any_stage_runs(tmp_path) -> None:
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-        env=_child_env(),
+        env=child_env({}),
     )  # fmt: skip
     assert proc.stdout.split() == ["2", "AVX2", "avx2"], proc.stderr

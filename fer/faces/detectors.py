@@ -145,6 +145,7 @@ def settings_hash(cfg: DetectorSettings) -> str:
         "max_nested": cfg.max_nested,
         "drop_edge_copies": cfg.drop_edge_copies,
         "pad": cfg.pad,
+        **({"pad_retry": True} if cfg.pad_retry else {}),
         "upscale_below": cfg.upscale_below,
         "max_side": cfg.max_side,
         **({"equalize": cfg.equalize} if cfg.backend == "haar" else {}),
@@ -279,6 +280,7 @@ class ScaledDetector:
         self.max_nested = cfg.max_nested
         self.drop_edge_copies = cfg.drop_edge_copies
         self.pad = cfg.pad
+        self.pad_retry = cfg.pad_retry
         self.upscale_below = cfg.upscale_below
         self.max_side = cfg.max_side
 
@@ -286,9 +288,20 @@ class ScaledDetector:
         raise NotImplementedError
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
-        """Faces in original pixels, filtered, NMS-merged, sorted by score (then area) desc."""
-        raw, scale, height, width = self.raw_detections(image_rgb)
-        return self._finish(raw, scale, height, width) if height and width else []
+        """Faces in original pixels, filtered, NMS-merged, sorted by score (then area) desc.
+
+        With ``pad_retry``, an image that was not bordered and gave no face is looked at once
+        more inside the border: a detector trained on scenes misses a face that fills a photo
+        (a portrait crop) as it misses a small crop's face.
+        """
+        bgr, scale, height, width = self._detection_image(image_rgb)
+        if bgr is None:
+            return []
+        bordered = self._bordered(scale)
+        faces = self._finish(self._first_raw(bgr, bordered), scale, height, width)
+        if faces or bordered or not self._retries():
+            return faces
+        return self._finish(self._bordered_raw(bgr), scale, height, width)
 
     def raw_detections(self, image_rgb: np.ndarray) -> tuple[list[RawBox], float, int, int]:
         """``(raw boxes in detection pixels, scale, height, width)`` before any filtering.
@@ -296,26 +309,44 @@ class ScaledDetector:
         The image is resized for detection (see :func:`detection_scale`) and, when upscaled,
         given the backend's border; the boxes are in the resized image's pixels.
         """
+        bgr, scale, height, width = self._detection_image(image_rgb)
+        if bgr is None:
+            return [], scale, height, width
+        return self._first_raw(bgr, self._bordered(scale)), scale, height, width
+
+    def retry_raw(self, image_rgb: np.ndarray) -> list[RawBox] | None:
+        """The raw boxes of the ``pad_retry`` look (None where :meth:`detect` never retries)."""
+        bgr, scale, _, _ = self._detection_image(image_rgb)
+        if bgr is None or self._bordered(scale) or not self._retries():
+            return None
+        return self._bordered_raw(bgr)
+
+    def _bordered(self, scale: float) -> bool:
+        return scale > 1.0 and self.pad_value is not None
+
+    def _retries(self) -> bool:
+        return self.pad_retry and self.pad_value is not None
+
+    def _first_raw(self, bgr: np.ndarray, bordered: bool) -> list[RawBox]:
+        return self._bordered_raw(bgr) if bordered else self._raw(bgr)
+
+    def _detection_image(self, image_rgb: np.ndarray) -> tuple[np.ndarray | None, float, int, int]:
+        """``(BGR detection image, scale, height, width)``; no image for an empty one."""
         import cv2
 
         rgb = to_rgb3(image_rgb)
         height, width = rgb.shape[:2]
         if height == 0 or width == 0:
-            return [], 1.0, height, width
+            return None, 1.0, height, width
         scale = detection_scale(
             height, width, max_side=self.max_side, upscale_below=self.upscale_below
         )
         # Resizing and the RGB -> BGR swap both work channel by channel, so their order does not
         # change a pixel: swap on the smaller image (a 12 MP photo's full-size swap cost ~7 ms).
         if scale < 1.0:
-            bgr = cv2.cvtColor(_resized(rgb, scale), cv2.COLOR_RGB2BGR)
-        else:
-            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-            if scale > 1.0:
-                bgr = _resized(bgr, scale)
-        bordered = scale > 1.0 and self.pad_value is not None
-        raw = self._bordered_raw(bgr) if bordered else self._raw(bgr)
-        return raw, scale, height, width
+            return cv2.cvtColor(_resized(rgb, scale), cv2.COLOR_RGB2BGR), scale, height, width
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        return (_resized(bgr, scale) if scale > 1.0 else bgr), scale, height, width
 
     def _bordered_raw(self, bgr: np.ndarray) -> list[RawBox]:
         """``_raw`` on an upscaled (small) image inside a border of ``pad`` times its sides.
