@@ -223,7 +223,7 @@ class DetectorSettings(Section):
     """Drop a further face that overlaps a better one and reaches the frame's edge."""
     pad: Annotated[float, Field(ge=0.0, le=2.0)] = 0.5
     pad_retry: bool = True
-    """No face in an image that was not bordered: look once more inside the ``pad`` border."""
+    """ssd: no face in an image that was not bordered: look once more inside the ``pad`` border."""
     upscale_below: Annotated[int, Field(ge=0)] = 160
     max_side: Annotated[int, Field(ge=64)] = 1280
     equalize: bool = True

@@ -421,6 +421,7 @@ def test_the_second_look_runs_only_on_unbordered_images_without_a_face() -> None
 
     class Recording(ScaledDetector):
         pad_value = (0.0, 0.0, 0.0)
+        misses_filling_faces = True
 
         def __init__(self, cfg: DetectConfig) -> None:
             super().__init__(cfg)
@@ -445,6 +446,11 @@ def test_the_second_look_runs_only_on_unbordered_images_without_a_face() -> None
     assert off.detect(np.zeros((480, 640, 3), np.uint8)) == []
     assert off.seen == [(480, 640)]
     assert off.retry_raw(np.zeros((480, 640, 3), np.uint8)) is None
+    Recording.misses_filling_faces = False  # a backend that finds such faces (retinaface)
+    finder = Recording(DetectConfig(pad=0.5))
+    assert finder.detect(np.zeros((480, 640, 3), np.uint8)) == []
+    assert finder.seen == [(480, 640)]
+    Recording.misses_filling_faces = True
     Recording.pad_value = None  # a backend without a border (haar) never looks twice
     bare = Recording(DetectConfig(pad=0.5))
     assert bare.detect(np.zeros((480, 640, 3), np.uint8)) == []
