@@ -57,18 +57,19 @@ BACK_TO_BACK = textwrap.dedent(
 """The child program: the issue's back-to-back fine-tuning, through fer's own ``fit``."""
 
 
-def widest_aten_capability() -> str:
-    """torch's own choice of vectorised kernels on this CPU (``avx512``, ``avx2``, ...)."""
-    code = "import torch; print(torch.backends.cpu.get_cpu_capability().lower())"
-    env = {k: v for k, v in os.environ.items() if k not in PINNED_KERNELS}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    return out.stdout.strip() or "default"
-
-
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     """This environment without fer's pin, oneDNN verbose, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k not in PINNED_KERNELS}
     return {**env, "ONEDNN_VERBOSE": "1", **extra}
+
+
+def widest_aten_capability() -> str:
+    """torch's own choice of vectorised kernels on this CPU (``avx512``, ``avx2``, ...)."""
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability().lower())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env({})
+    )
+    return out.stdout.strip() or "default"
 
 
 def onednn_report(stdout: str) -> tuple[str, list[str]]:
